@@ -107,7 +107,7 @@ class PermissionDeniedError(EtcdliteError):
     code = ErrorCode.PERMISSION_DENIED
 
 
-class TimeoutError_(EtcdliteError):  # noqa: N801 - avoids shadowing the builtin
+class TimeoutError_(EtcdliteError):
     code = ErrorCode.TIMEOUT
 
 

@@ -1,4 +1,4 @@
-"""Named bounds: channel sizes, frame sizes, batch sizes (TIGER_STYLE: put a limit on everything)."""
+"""Named bounds: channel sizes, frame and batch sizes (TIGER_STYLE: limit everything)."""
 
 from __future__ import annotations
 

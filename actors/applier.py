@@ -1,0 +1,103 @@
+"""Applies committed entries to the MVCC store and wakes the requests waiting on them.
+
+One SQLite transaction per batch (the store writes the applied index in it),
+so a crash between batches re-applies nothing and skips nothing. The result
+of an entry proposed on this member goes to its waiter; entries proposed
+elsewhere are applied just the same, their results dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import trio
+from storage.mvcc import MvccStore
+
+from actors.raft_node import ApplyBatch
+from actors.wait import AppliedIndex, WaitRegistry
+from cluster import codec, kv
+from cluster.errors import EtcdliteError
+from cluster.messages import EntryType
+
+log = logging.getLogger("etcdlite.apply")
+
+
+@dataclass(frozen=True, slots=True)
+class ApplierStatistics:
+    batches: int
+    entries: int
+    applied_index: int
+
+
+def encode_proposal(request_id: int, request: Any) -> bytes:
+    """The log entry payload of a client request: validated request + who waits for it."""
+    return codec.dumps({"id": request_id, "req": kv.request_to_wire(request)})
+
+
+def decode_proposal(data: bytes) -> tuple[int, Any]:
+    """Inverse of `encode_proposal`; raises EtcdliteError on a malformed payload."""
+    body = codec.loads(data)
+    if not isinstance(body, dict) or not isinstance(body.get("id"), int) \
+            or not isinstance(body.get("req"), dict):
+        raise kv.BadRequestError("malformed log entry payload")
+    return body["id"], kv.parse_request(body["req"], max_txn_ops=1 << 30)
+
+
+class Applier:
+    def __init__(self, mvcc: MvccStore, batches: trio.MemoryReceiveChannel[ApplyBatch],
+                 waits: WaitRegistry, applied: AppliedIndex, name: str,
+                 after_apply: Callable[[int], None] | None = None) -> None:
+        self._mvcc = mvcc
+        self._batches = batches
+        self._waits = waits
+        self._applied = applied
+        self._name = name
+        self._after_apply = after_apply
+        self._batch_count = 0
+        self._entry_count = 0
+
+    def statistics(self) -> ApplierStatistics:
+        return ApplierStatistics(self._batch_count, self._entry_count, self._applied.index)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> NoReturn:
+        task_status.started()
+        async with self._batches:
+            async for batch in self._batches:
+                entries = list(batch.entries)
+                while True:  # coalesce queued batches into one transaction
+                    try:
+                        entries.extend(self._batches.receive_nowait().entries)
+                    except trio.WouldBlock:
+                        break
+                self.apply_entries(entries)
+                await trio.lowlevel.checkpoint()
+        raise AssertionError("applier should never complete")
+
+    def apply_entries(self, entries: list[Any]) -> None:
+        items: list[tuple[int, Any]] = []
+        waiters: list[int | None] = []
+        for e in entries:
+            request, rid = None, None
+            if e.type is EntryType.NORMAL and e.data:
+                try:
+                    rid, request = decode_proposal(e.data)
+                except EtcdliteError as exc:
+                    # Deterministic on every member: the entry becomes a no-op.
+                    log.error("%s skipped malformed entry %d: %s", self._name, e.index, exc)
+            items.append((e.index, request))
+            waiters.append(rid)
+        results = self._mvcc.apply(items)
+        self._batch_count += 1
+        self._entry_count += len(items)
+        last = items[-1][0]
+        if last > self._applied.index:
+            self._applied.set(last)
+        for rid, result in zip(waiters, results, strict=True):
+            if rid is not None:
+                self._waits.trigger(rid, result)
+        if self._after_apply is not None:
+            self._after_apply(last)

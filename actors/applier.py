@@ -19,7 +19,7 @@ from storage.mvcc import MvccStore
 from actors.raft_node import ApplyBatch
 from actors.wait import AppliedIndex, WaitRegistry
 from cluster import codec, kv
-from cluster.errors import EtcdliteError
+from cluster.errors import BadRequestError, EtcdliteError
 from cluster.messages import EntryType
 
 log = logging.getLogger("etcdlite.apply")
@@ -42,8 +42,8 @@ def decode_proposal(data: bytes) -> tuple[int, Any]:
     body = codec.loads(data)
     if not isinstance(body, dict) or not isinstance(body.get("id"), int) \
             or not isinstance(body.get("req"), dict):
-        raise kv.BadRequestError("malformed log entry payload")
-    return body["id"], kv.parse_request(body["req"], max_txn_ops=1 << 30)
+        raise BadRequestError("malformed log entry payload")
+    return body["id"], kv.request_from_wire(body["req"])
 
 
 class Applier:

@@ -124,6 +124,8 @@ class ClientServer:
         request = kv.parse_request(body, max_txn_ops=self._max_txn_ops)
         if isinstance(request, kv.RangeRequest):
             return await self._range(request)
+        if request.op not in kv.LOG_OPS:
+            raise UnknownOperationError(f"operation {op!r} is not served by this member yet")
         return await self.propose(request)
 
     async def _range(self, request: kv.RangeRequest) -> dict[str, Any]:

@@ -1,0 +1,161 @@
+"""Random schedules for the simulator: one seed -> one whole fault-injection run.
+
+A schedule picks a cluster shape (3 or 5 members), Raft options, network
+fault rates and snapshot frequency from its seed, then runs a chaos phase in
+which every tick may bring client writes and reads, crashes (also in the
+middle of a WAL write), restarts, partitions of any shape (symmetric and
+one-way), heals, leader transfers and membership changes. Then everything is
+healed and the cluster must elect a leader and commit a new write within
+20 election timeouts. The checkers run after every event throughout.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from cluster.conf_change import ConfChange, ConfChangeType
+from tests.sim.cluster import SimCluster
+from tests.sim.network import TICK_STEPS, Faults
+from tests.sim.node import NodeOptions
+
+MEMBERS_MAX = 7
+"""Members (voters + learners) a schedule grows to at most, removed ones excluded."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleResult:
+    seed: int
+    nodes: int
+    ticks: int
+    elections: int
+    commits: int
+    acked: int
+    reads: int
+    snapshots_installed: int
+    conf_changes: int
+    leader_ticks: int
+    commit_ticks: int
+
+
+def replay_hint(seed: int) -> str:
+    return f"replay: SIM_SEED={seed} python -m pytest tests/sim -k random"
+
+
+class Chaos:
+    """The per-tick fault and client generator of one schedule."""
+
+    def __init__(self, cluster: SimCluster, rng: random.Random) -> None:
+        self.c = cluster
+        self.rng = rng
+        self.conf_changes = 0
+        # Per-schedule intensities, so some runs are calm and some are brutal.
+        self.p_write = rng.choice((0.2, 0.5))
+        self.p_read = rng.choice((0.05, 0.2))
+        self.p_crash = rng.choice((0.0, 0.01, 0.03))
+        self.p_torn = rng.choice((0.0, 0.01))
+        self.p_partition = rng.choice((0.0, 0.02, 0.05))
+        self.p_transfer = rng.choice((0.0, 0.02))
+        self.p_membership = rng.choice((0.0, 0.03))
+
+    def on_tick(self) -> None:
+        rng, c = self.rng, self.c
+        up = [n.id for n in c.up_nodes()]
+        if not up:
+            return
+        if rng.random() < self.p_write:
+            c.propose(rng.choice(up))
+        if rng.random() < self.p_read:
+            c.read(rng.choice(up))
+        if rng.random() < self.p_crash:
+            # Half the crashes hit the leader: that is where the interesting bugs are.
+            leader = c.leader()
+            victim = leader.id if leader is not None and rng.random() < 0.5 else rng.choice(up)
+            c.crash(victim)
+            self._restart_later(victim)
+        if rng.random() < self.p_torn:
+            victim = rng.choice(up)
+            c.crash_during_persist(victim)
+            self._restart_later(victim)
+        if rng.random() < self.p_partition:
+            self.partition()
+        if rng.random() < self.p_transfer:
+            voters = sorted(c.members().voters)
+            if voters:
+                c.transfer(rng.choice(up), rng.choice(voters))
+        if rng.random() < self.p_membership:
+            self.membership()
+
+    def _restart_later(self, node_id: int) -> None:
+        ticks = self.rng.randint(2, 30)
+        self.c.after(ticks * TICK_STEPS, lambda: self.c.restart(node_id))
+
+    def partition(self) -> None:
+        rng, c = self.rng, self.c
+        ids = sorted(c.nodes)
+        kind = rng.random()
+        if kind < 0.4:
+            rng.shuffle(ids)
+            cut = rng.randint(1, len(ids) - 1)
+            c.partition(ids[:cut], ids[cut:])
+        elif kind < 0.6:
+            leader = c.leader()
+            target = leader.id if leader is not None else rng.choice(ids)
+            c.net.isolate(target, ids)
+        else:
+            # One-way cuts: a node that can send but not hear, or hear but not send.
+            for _ in range(rng.randint(1, 3)):
+                a, b = rng.sample(ids, 2)
+                c.net.block(a, b)
+        c.after(rng.randint(3, 40) * TICK_STEPS, c.heal)
+
+    def membership(self) -> None:
+        rng, c = self.rng, self.c
+        leader = c.leader()
+        if leader is None or leader.raft is None:
+            return
+        conf = leader.raft.conf
+        voters, learners = sorted(conf.voters), sorted(conf.learners)
+        choices: list[ConfChange] = []
+        if len(voters) + len(learners) < MEMBERS_MAX:
+            choices.append(ConfChange(ConfChangeType.ADD_LEARNER, c.next_id))
+            if rng.random() < 0.2:
+                choices.append(ConfChange(ConfChangeType.ADD_NODE, c.next_id))
+        choices += [ConfChange(ConfChangeType.ADD_NODE, i) for i in learners]
+        choices += [ConfChange(ConfChangeType.REMOVE_NODE, i) for i in learners]
+        if len(voters) >= 3:
+            # Never below two voters: removing the leader of a 2-voter conf can
+            # leave the survivor unable to win an election in the old conf
+            # (etcd documents the same hazard), which is liveness, not safety.
+            choices += [ConfChange(ConfChangeType.REMOVE_NODE, i) for i in voters]
+        if choices and c.change_membership(rng.choice(choices)):
+            self.conf_changes += 1
+
+
+def run_schedule(seed: int, *, chaos_ticks: int | None = None) -> ScheduleResult:
+    """Run one random schedule; raises SafetyViolation / LivenessViolation / AssertionError."""
+    rng = random.Random(seed)
+    n = rng.choice((3, 5))
+    options = NodeOptions(
+        pre_vote=rng.random() < 0.75,
+        check_quorum=rng.random() < 0.75,
+        snapshot_every=rng.choice((0, 4, 10)),
+        snapshot_tail=rng.randint(0, 3),
+        inflight_max=rng.choice((1, 4, 8)),
+        entries_per_message_max=rng.choice((1, 4, 16)),
+    )
+    faults = Faults(drop=rng.choice((0.0, 0.02, 0.1)),
+                    duplicate=rng.choice((0.0, 0.02, 0.1)),
+                    slow=rng.choice((0.0, 0.05, 0.2)))
+    cluster = SimCluster(n, seed=rng.getrandbits(64), options=options, faults=faults)
+    chaos = Chaos(cluster, random.Random(rng.getrandbits(64)))
+    ticks = chaos_ticks if chaos_ticks is not None else rng.randint(100, 300)
+    cluster.run_ticks(ticks, chaos.on_tick)
+    cluster.heal_all()
+    leader_ticks, commit_ticks = cluster.check_liveness()
+    cluster.check_acked_durable()
+    st = cluster.checker.stats
+    return ScheduleResult(seed, len(cluster.nodes), cluster.now // TICK_STEPS, st.elections,
+                          len(cluster.checker.committed), len(cluster.acked()),
+                          st.reads_checked, st.snapshots_installed, chaos.conf_changes,
+                          leader_ticks, commit_ticks)

@@ -15,9 +15,12 @@ RETRY RULE (docs/protocol.md, "Retrying"):
   raises (`TimeoutError_` when no reply came) and never re-sends it blindly.
 
 nng's REQ socket has its own retry timer that re-sends a request on its own;
-it is switched off (`resend_time=-1`), and a socket refuses a second
-connection (after a drop nng would re-dial and re-send the pending request
-on the new connection), so the only re-sends are the ones decided here.
+it is switched off (`resend_time=-1`). A socket also refuses any connection
+after its first: nng re-dials a dropped connection, and REQ implementations
+may re-send a pending request on the new one. So the only re-sends are the
+ones decided here. (The nng bundled with pynng 0.9 fails a pending request
+with ConnectionReset when its connection drops, which the rule treats like
+a missing reply.)
 
 Whatever fails, the client moves its "current endpoint" on to the next one,
 so the following call starts where things last worked.
@@ -167,9 +170,9 @@ class Attempts:
             return UnavailableError(f"{endpoint}: {exc}"), True
         if isinstance(exc, NoReply):
             if self.read:
-                return TimeoutError_(f"{endpoint}: no reply within the deadline"), True
+                return TimeoutError_(f"{endpoint}: {exc}"), True
             return TimeoutError_(
-                f"{endpoint}: no reply in time; the write may or may not have been applied"
+                f"{endpoint}: {exc}; the write may or may not have been applied"
             ), False
         assert isinstance(exc, EtcdliteError), exc
         return exc, exc.code in _RETRY_ANY or (self.read and exc.code in _RETRY_READ)
@@ -183,8 +186,8 @@ def new_req_socket(timeout_s: float) -> pynng.Req0:
     connected = False
 
     def first_pipe_only(pipe: pynng.Pipe) -> None:
-        # A later pipe is nng re-dialing after a drop; it would carry the pending
-        # request again, so it is refused and the client decides instead.
+        # A later pipe is nng re-dialing after a drop; a pending request could
+        # travel again on it, so it is refused and the client decides instead.
         nonlocal connected
         if connected:
             pipe.close()
@@ -192,6 +195,12 @@ def new_req_socket(timeout_s: float) -> pynng.Req0:
 
     sock.add_pre_pipe_connect_cb(first_pipe_only)
     return sock
+
+
+def _no_reply_reason(exc: BaseException) -> str:
+    if isinstance(exc, pynng.Timeout | trio.TooSlowError):
+        return "no reply in time"
+    return f"connection lost before the reply ({exc})"
 
 
 def is_connected(sock: pynng.Socket) -> bool:
@@ -249,7 +258,7 @@ class SyncTransport:
         except pynng.NNGException as exc:
             # Closing discards the request inside nng, so it cannot go out later.
             self._drop(endpoint)
-            raise NoReply(str(exc)) from None
+            raise NoReply(_no_reply_reason(exc)) from None
 
     def _socket(self, endpoint: str, timeout_s: float) -> pynng.Req0:
         sock = self._sockets.get(endpoint)
@@ -325,7 +334,7 @@ class AsyncTransport:
                 with trio.fail_at(deadline):
                     return await ctx.arecv()
             except (pynng.NNGException, trio.TooSlowError) as exc:
-                raise NoReply(str(exc) or "no reply in time") from None
+                raise NoReply(_no_reply_reason(exc)) from None
         finally:
             ctx.close()
 

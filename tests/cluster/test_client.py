@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cluster.client import (
     ResponseHeader,
     prefix_range_end,
 )
+from cluster.client_transport import new_req_socket
 from cluster.codec import encode_frame
 from cluster.errors import (
     BadRequestError,
@@ -211,7 +213,7 @@ def test_write_is_not_resent_after_reply_timeout(fakes: list[FakeMember]) -> Non
     first, second = fakes
     first.script("put", Script(drop=True))
     with Client([first.address, second.address], timeout_s=0.5) as c:
-        with pytest.raises(TimeoutError_, match="may or may not have been applied"):
+        with pytest.raises(TimeoutError_, match="no reply in time; the write may or may not"):
             c.put("k", "v")
         assert first.dropped.wait(5)
         assert c.current_endpoint == second.address  # the next call starts elsewhere
@@ -382,3 +384,33 @@ async def test_async_errors_are_typed(fakes: list[FakeMember]) -> None:
     async with AsyncClient([fakes[0].address]) as c:
         with pytest.raises(ERROR_CLASSES[ErrorCode.COMPACTED], match="at 3"):
             await c.get("k", revision=1)
+
+
+def test_pending_write_is_not_resent_to_a_restarted_member(fake_dir: Path) -> None:
+    """The member dies with a write pending and comes back: the write must not reach it."""
+    address = f"ipc://{fake_dir}/bounce.sock"
+    first = FakeMember(address).start()
+    first.script("put", Script(drop=True))
+    second: FakeMember | None = None
+    try:
+        with Client([address], timeout_s=1.5) as c, \
+                concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(c.put, "k", "v")
+            assert first.dropped.wait(5)
+            first.stop()
+            second = FakeMember(address, name="second").start()
+            with pytest.raises(TimeoutError_, match="connection lost"):
+                pending.result(timeout=10)
+        assert second.ops() == []
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_req_socket_never_resends_by_itself() -> None:
+    sock = new_req_socket(1.0)
+    try:
+        assert sock.resend_time == -1
+    finally:
+        sock.close()

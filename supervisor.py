@@ -1,0 +1,469 @@
+"""Run a local etcdlite cluster: spawn, watch, restart and show its members.
+
+    python supervisor.py --members 3
+    python supervisor.py --config configs/local-5.toml --data-dir /tmp/etcd5
+    python supervisor.py --members 3 --no-tui --restart no
+
+Each member is one OS process (`python -m cluster.member`) in its own process
+group, logging to `<data-dir>/<name>/member.log`. A member that exits is
+restarted with exponential backoff (policy like docker's `restart:
+unless-stopped`). Ctrl-C or SIGTERM stops every member: SIGTERM, up to 5 s,
+then SIGKILL. If the supervisor itself dies (even by SIGKILL), the kernel
+kills its members: each is started with PR_SET_PDEATHSIG (Linux).
+
+The restart policy lives here and only here (STYLE: supervisors across
+processes, actors inside one). The pure parts (backoff, restart decision,
+config writing, table rendering, change lines) are tested in
+tests/test_supervisor.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import click
+import psutil
+from rich import box
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO))  # a script, not an installed module: find cluster/ next to us
+
+from cluster.config import (  # noqa: E402
+    ClusterConfig,
+    MemberSpec,
+    default_local_cluster,
+    dump_toml,
+    load_cluster_config,
+)
+
+STOP_GRACE_S = 5.0
+POLL_INTERVAL_S = 0.5
+STATUS_TIMEOUT_S = 0.5
+LOOP_INTERVAL_S = 0.1
+
+# Runs in the child before the member: ask the kernel to SIGKILL us when the
+# supervisor dies, then exec the member (the setting survives exec). This is
+# PR_SET_PDEATHSIG without a preexec_fn, which is unsafe once the supervisor
+# has threads (the status pollers). SIGKILL rather than SIGTERM because an
+# orphan must never linger, and a member must survive kill -9 anyway (its WAL
+# is fsynced before anything is acknowledged).
+_BOOTSTRAP = """\
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass  # not Linux: no orphan protection
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)  # the supervisor died before prctl took effect
+os.execv(sys.executable, [sys.executable, "-m", "cluster.member", *sys.argv[2:]])
+"""
+
+
+# --- pure parts ----------------------------------------------------------------------
+
+class RestartPolicy(enum.Enum):
+    UNLESS_STOPPED = "unless-stopped"
+    NO = "no"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential restart delay: 0.5 s doubling to 10 s; forgiven after 30 s of uptime."""
+
+    initial_s: float = 0.5
+    max_s: float = 10.0
+    reset_after_s: float = 30.0
+
+    def delay_s(self, failures: int) -> float:
+        """Delay before the restart that follows the `failures`-th quick exit in a row."""
+        assert failures >= 1
+        return min(self.initial_s * 2 ** (failures - 1), self.max_s)
+
+
+@dataclass(frozen=True, slots=True)
+class RestartDecision:
+    restart: bool
+    delay_s: float
+    failures: int  # quick exits in a row, including this one
+
+
+def decide_restart(policy: RestartPolicy, *, stopping: bool, uptime_s: float,
+                   failures: int, backoff: Backoff = Backoff()) -> RestartDecision:
+    """What to do about a member that just exited.
+
+    Like docker's unless-stopped, the exit code does not matter: a member
+    that exits 0 unasked is as absent as one that crashed.
+    """
+    failures = 1 if uptime_s >= backoff.reset_after_s else failures + 1
+    if stopping or policy is RestartPolicy.NO:
+        return RestartDecision(False, 0.0, failures)
+    return RestartDecision(True, backoff.delay_s(failures), failures)
+
+
+def describe_exit(returncode: int) -> str:
+    """Popen's negative return codes mean "killed by signal"."""
+    if returncode < 0:
+        return f"signal {-returncode}"
+    return f"code {returncode}"
+
+
+def exit_line(name: str, returncode: int, decision: RestartDecision) -> str:
+    how = describe_exit(returncode)
+    if decision.restart:
+        return f"{name} exited ({how}); restarting in {decision.delay_s:g}s"
+    return f"{name} exited ({how}); not restarting"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """One line of the live table; None means unknown (member down or not asked yet)."""
+
+    name: str
+    pid: int | None = None
+    state: str = "starting"  # running | backoff <s> | exited | stopped | starting
+    reachable: bool = False
+    role: str | None = None
+    term: int | None = None
+    leader: str | None = None
+    commit_index: int | None = None
+    applied_index: int | None = None
+    revision: int | None = None
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    restarts: int = 0
+
+
+def status_lines(prev: Mapping[str, MemberRow], cur: Sequence[MemberRow]) -> list[str]:
+    """Plain lines for --no-tui: leader changes and reachability flips, nothing else."""
+    lines: list[str] = []
+    for row in cur:
+        old = prev.get(row.name)
+        if row.reachable and row.role == "leader" and (
+                old is None or old.role != "leader" or old.term != row.term):
+            lines.append(f"{row.name} became leader at term {row.term}")
+        if old is not None and old.reachable and not row.reachable and row.state == "running":
+            lines.append(f"{row.name} is unreachable")
+        elif row.reachable and (old is None or not old.reachable):
+            lines.append(f"{row.name} is reachable ({row.role}, term {row.term})")
+    return lines
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n < 1024:
+        return f"{n}B"
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f}{unit}"
+
+
+def _cell(value: object) -> str:
+    return "?" if value is None else str(value)
+
+
+def render_table(rows: Sequence[MemberRow], title: str = "etcdlite") -> Table:
+    # Borderless with one space between columns: fits 100 columns; rich shrinks it below.
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, padding=0)
+    for column in ("member", "pid", "state", "role", "term", "leader", "commit", "applied",
+                   "rev", "cpu%", "rss", "restarts"):
+        left = column in ("member", "state", "role", "leader")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+    for r in rows:
+        role = r.role if r.reachable else "down"
+        style = "bold green" if role == "leader" else ("red" if role == "down" else None)
+        cpu = None if r.cpu_percent is None else f"{r.cpu_percent:.0f}"
+        table.add_row(r.name, _cell(r.pid), r.state, _cell(role), _cell(r.term), _cell(r.leader),
+                      _cell(r.commit_index), _cell(r.applied_index), _cell(r.revision), _cell(cpu),
+                      format_bytes(r.rss_bytes), str(r.restarts), style=style)
+    return table
+
+
+def render_text(rows: Sequence[MemberRow], width: int = 120) -> str:
+    """The table as plain text (tests, logs)."""
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None, force_terminal=False).print(
+        render_table(rows))
+    return buf.getvalue()
+
+
+def build_config(*, members: int | None, config_path: Path | None,
+                 data_dir: Path | None) -> ClusterConfig:
+    """The effective cluster: a file or the default local cluster, data dir made absolute."""
+    if config_path is not None and members is not None:
+        raise click.UsageError("--members and --config are mutually exclusive")
+    if config_path is not None:
+        cfg = load_cluster_config(config_path)
+    else:
+        cfg = default_local_cluster(members or 3, Path("data"))
+    return replace(cfg, data_dir=(data_dir or cfg.data_dir).resolve())
+
+
+def write_config(cfg: ClusterConfig) -> Path:
+    """Write `<data-dir>/cluster.toml` and the member dirs; refuse another cluster's data."""
+    path = cfg.data_dir / "cluster.toml"
+    if path.exists():
+        old = load_cluster_config(path)
+        if old.cluster_id != cfg.cluster_id:
+            names = ", ".join(m.name for m in old.members)
+            raise click.ClickException(
+                f"{path} belongs to another cluster ({names}, token {old.token!r}); "
+                f"use another --data-dir or remove {cfg.data_dir}")
+    for m in cfg.members:
+        (cfg.data_dir / m.name).mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(dump_toml(cfg))
+    tmp.replace(path)  # atomic: a member never reads half a file
+    return path
+
+
+def member_command(config_path: Path, name: str, supervisor_pid: int) -> list[str]:
+    return [sys.executable, "-c", _BOOTSTRAP, str(supervisor_pid),
+            "--config", str(config_path), "--name", name]
+
+
+# --- processes -----------------------------------------------------------------------
+
+class ManagedMember:
+    """One member process across its restarts (owned by the supervisor's main thread)."""
+
+    def __init__(self, spec: MemberSpec, data_dir: Path) -> None:
+        self.spec = spec
+        self.log_path = data_dir / spec.name / "member.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.proc: psutil.Process | None = None
+        self.started_at = 0.0
+        self.start_at: float | None = 0.0  # when to (re)start; None = never
+        self.failures = 0
+        self.restarts = 0
+        self.state = "starting"
+
+    def spawn(self, config_path: Path) -> int:
+        env = {**os.environ, "ETCDLITE_SUPERVISOR_PID": str(os.getpid()),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
+                                                           os.environ.get("PYTHONPATH")]))}
+        with open(self.log_path, "ab") as log:
+            # Spawned from the main thread only: PDEATHSIG fires when the
+            # *thread* that forked exits, and the main thread outlives the rest.
+            self.popen = subprocess.Popen(
+                member_command(config_path, self.spec.name, os.getpid()), cwd=REPO, env=env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, process_group=0)
+        self.proc = psutil.Process(self.popen.pid)
+        self.proc.cpu_percent(None)  # prime: the first reading is always 0
+        self.started_at, self.start_at, self.state = time.monotonic(), None, "running"
+        return self.popen.pid
+
+    def signal_group(self, signum: signal.Signals) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # exited since poll()
+                os.killpg(self.popen.pid, signum)
+
+    def usage(self) -> tuple[float | None, int | None]:
+        if self.proc is None or self.state != "running":
+            return None, None
+        try:
+            with self.proc.oneshot():
+                return self.proc.cpu_percent(None), self.proc.memory_info().rss
+        except psutil.Error:
+            return None, None
+
+
+class Supervisor:
+    def __init__(self, cfg: ClusterConfig, config_path: Path, policy: RestartPolicy,
+                 out: Console, tui: bool) -> None:
+        self.cfg, self.config_path, self.policy = cfg, config_path, policy
+        self.out, self.tui = out, tui
+        self.members = [ManagedMember(m, cfg.data_dir) for m in cfg.members]
+        self.names = {m.member_id: m.name for m in cfg.members}
+        self.stopping = threading.Event()
+        self.status: dict[str, Any] = {}  # name -> latest Status, or None if unreachable
+        self.rows: dict[str, MemberRow] = {}
+        self._pool = ThreadPoolExecutor(max_workers=len(self.members),
+                                        thread_name_prefix="status")
+        self._polls: dict[str, tuple[int | None, Future[Any]]] = {}
+        self._clients: dict[str, Any] = {}
+
+    def say(self, line: str) -> None:
+        self.out.print(line, markup=False, highlight=False)
+
+    def run(self) -> None:
+        if not self.tui:
+            self._loop(None)
+            return
+        with Live(render_table([]), console=self.out, refresh_per_second=4) as live:
+            self._loop(live)
+
+    def _loop(self, live: Live | None) -> None:
+        next_poll = 0.0
+        try:
+            while not self.stopping.is_set():
+                now = time.monotonic()
+                self._reap_and_restart(now)
+                if now >= next_poll:
+                    self._poll_status()
+                    next_poll = now + POLL_INTERVAL_S
+                self._refresh(live)
+                if all(m.start_at is None and m.state != "running" for m in self.members):
+                    self.say("no member is running or due to restart; supervisor exiting")
+                    break
+                self.stopping.wait(LOOP_INTERVAL_S)
+        finally:
+            self.stop_all()
+            self._refresh(live)
+
+    def _reap_and_restart(self, now: float) -> None:
+        for m in self.members:
+            if m.popen is not None and m.state == "running":
+                code = m.popen.poll()
+                if code is not None:
+                    d = decide_restart(self.policy, stopping=self.stopping.is_set(),
+                                       uptime_s=now - m.started_at, failures=m.failures)
+                    m.failures, m.state = d.failures, "exited"
+                    m.start_at = now + d.delay_s if d.restart else None
+                    self.say(exit_line(m.spec.name, code, d))
+            if m.start_at is not None and now >= m.start_at:
+                if m.popen is not None:
+                    m.restarts += 1
+                pid = m.spawn(self.config_path)
+                self.say(f"{m.spec.name} started (pid {pid})")
+            elif m.start_at is not None and m.popen is not None:
+                m.state = f"backoff {m.start_at - now:.1f}s"
+
+    def _poll_status(self) -> None:
+        from cluster.client import Client  # imported late: pynng loads only when needed
+
+        for m in self.members:
+            name = m.spec.name
+            pid = m.popen.pid if m.popen is not None else None
+            if name in self._polls:
+                asked_pid, fut = self._polls[name]
+                if not fut.done():
+                    continue
+                del self._polls[name]  # consume once: a stale answer must not come back
+                # An answer from a previous incarnation of the member is not news.
+                self.status[name] = fut.result() if asked_pid == pid else None
+            if m.state == "running":
+                client = self._clients.setdefault(
+                    name, Client([m.spec.client_url], timeout_s=STATUS_TIMEOUT_S))
+                self._polls[name] = (pid, self._pool.submit(self._status_of, client))
+            else:
+                self.status[name] = None
+
+    @staticmethod
+    def _status_of(client: Any) -> Any:
+        from cluster.errors import EtcdliteError
+
+        try:
+            return client.status()
+        except EtcdliteError:
+            return None  # down, starting, or not answering: shown as "down"
+        except Exception:
+            # Display only: a bug in the client library must not take the
+            # supervisor (and with it every member) down.
+            return None
+
+    def _refresh(self, live: Live | None) -> None:
+        rows = []
+        for m in self.members:
+            st = self.status.get(m.spec.name) if m.state == "running" else None
+            cpu, rss = m.usage()
+            leader = None
+            if st is not None:
+                leader = self.names.get(st.leader, "-" if st.leader == 0 else f"{st.leader:x}")
+            rows.append(MemberRow(
+                name=m.spec.name, pid=m.popen.pid if m.popen else None, state=m.state,
+                reachable=st is not None, role=st.role if st else None,
+                term=st.term if st else None, leader=leader,
+                commit_index=st.commit_index if st else None,
+                applied_index=st.applied_index if st else None,
+                revision=st.revision if st else None,
+                cpu_percent=cpu, rss_bytes=rss, restarts=m.restarts))
+        if live is not None:
+            live.update(render_table(rows))
+        else:
+            for line in status_lines(self.rows, rows):
+                self.say(line)
+        self.rows = {r.name: r for r in rows}
+
+    def stop_all(self) -> None:
+        """SIGTERM every member's group, wait up to STOP_GRACE_S, then SIGKILL what is left."""
+        self.stopping.set()
+        running = [m for m in self.members if m.popen is not None and m.popen.poll() is None]
+        if running:
+            self.say("stopping " + ", ".join(m.spec.name for m in running))
+        for m in running:
+            m.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for m in running:
+            assert m.popen is not None
+            try:
+                m.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{m.spec.name} did not stop in {STOP_GRACE_S:g}s; killing it")
+                m.signal_group(signal.SIGKILL)
+                m.popen.wait()
+            self.say(f"{m.spec.name} stopped ({describe_exit(m.popen.returncode)})")
+        for m in self.members:
+            m.start_at, m.state = None, "stopped"
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for client in self._clients.values():
+            client.close()
+
+
+# --- CLI -----------------------------------------------------------------------------
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--members", type=click.IntRange(1, 7), default=None,
+              help="Size of the default local cluster (default 3).")
+@click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path),
+              default=None, help="Cluster TOML instead of the default local cluster.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where member dirs live (default: the config's data-dir, 'data').")
+@click.option("--restart", type=click.Choice([p.value for p in RestartPolicy]),
+              default=RestartPolicy.UNLESS_STOPPED.value, show_default=True)
+@click.option("--no-tui", is_flag=True, help="Print one line per change instead of a table.")
+def main(members: int | None, config_path: Path | None, data_dir: Path | None, restart: str,
+         no_tui: bool) -> None:
+    """Spawn, watch and restart the members of a local etcdlite cluster.
+
+    Exit codes: 0 stopped cleanly, 1 error, 2 usage.
+    """
+    try:
+        cfg = build_config(members=members, config_path=config_path, data_dir=data_dir)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    path = write_config(cfg)
+    out = Console(stderr=False, highlight=False)
+    sup = Supervisor(cfg, path, RestartPolicy(restart), out, tui=not no_tui)
+    sup.say(f"cluster {cfg.cluster_id:#x}: {len(cfg.members)} members, data in {cfg.data_dir}")
+
+    def on_signal(signum: int, _frame: object) -> None:
+        sup.stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sup.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ process it ever started, so a failing test cannot leak members.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -126,10 +127,8 @@ class ProcessCluster:
     def close(self) -> None:
         for proc in self._all_procs:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -304,16 +304,17 @@ class Supervisor:
         self._clients: dict[str, Any] = {}
 
     def say(self, line: str) -> None:
-        self.out.print(line, markup=False, highlight=False)
+        # soft_wrap: a log line stays one line even when stdout is not a terminal.
+        self.out.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """Supervise until asked to stop (True) or until no member is left (False)."""
         if not self.tui:
-            self._loop(None)
-            return
+            return self._loop(None)
         with Live(render_table([]), console=self.out, refresh_per_second=4) as live:
-            self._loop(live)
+            return self._loop(live)
 
-    def _loop(self, live: Live | None) -> None:
+    def _loop(self, live: Live | None) -> bool:
         next_poll = 0.0
         try:
             while not self.stopping.is_set():
@@ -325,8 +326,9 @@ class Supervisor:
                 self._refresh(live)
                 if all(m.start_at is None and m.state != "running" for m in self.members):
                     self.say("no member is running or due to restart; supervisor exiting")
-                    break
+                    return False
                 self.stopping.wait(LOOP_INTERVAL_S)
+            return True
         finally:
             self.stop_all()
             self._refresh(live)
@@ -446,7 +448,16 @@ def main(members: int | None, config_path: Path | None, data_dir: Path | None, r
          no_tui: bool) -> None:
     """Spawn, watch and restart the members of a local etcdlite cluster.
 
-    Exit codes: 0 stopped cleanly, 1 error, 2 usage.
+    \b
+    python supervisor.py --members 3
+    python supervisor.py --config configs/local-5.toml --data-dir /tmp/e5
+    python supervisor.py --members 3 --no-tui --restart no
+
+    Member logs: <data-dir>/<name>/member.log; effective config:
+    <data-dir>/cluster.toml. Kill a member (kill -9 PID) to watch the failover.
+
+    Exit codes: 0 stopped by Ctrl-C/SIGTERM, 1 error or every member gone
+    (with --restart no), 2 usage. Without a terminal, --no-tui is implied.
     """
     try:
         cfg = build_config(members=members, config_path=config_path, data_dir=data_dir)
@@ -454,7 +465,7 @@ def main(members: int | None, config_path: Path | None, data_dir: Path | None, r
         raise click.ClickException(str(exc)) from None
     path = write_config(cfg)
     out = Console(stderr=False, highlight=False)
-    sup = Supervisor(cfg, path, RestartPolicy(restart), out, tui=not no_tui)
+    sup = Supervisor(cfg, path, RestartPolicy(restart), out, tui=not no_tui and out.is_terminal)
     sup.say(f"cluster {cfg.cluster_id:#x}: {len(cfg.members)} members, data in {cfg.data_dir}")
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -462,7 +473,8 @@ def main(members: int | None, config_path: Path | None, data_dir: Path | None, r
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    sup.run()
+    if not sup.run():
+        sys.exit(1)
 
 
 if __name__ == "__main__":

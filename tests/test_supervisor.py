@@ -223,3 +223,25 @@ def test_members_die_with_a_killed_supervisor(tmp_path: Path) -> None:
             proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+@pytest.mark.e2e
+def test_restart_no_leaves_a_dead_member_dead_and_exits_1(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "ipc.toml"
+    cfg_path.write_text(dump_toml(local_cluster_ipc(1, tmp_path)))
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "supervisor.py"), "--config", str(cfg_path), "--no-tui",
+         "--restart", "no"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    lines: list[str] = []
+    try:
+        _wait_for(proc, lines, "m1 started", 30)
+        os.kill(_member_pids(proc.pid)[0], signal.SIGKILL)
+        _wait_for(proc, lines, "m1 exited (signal 9); not restarting", 10)
+        assert proc.wait(timeout=10) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()

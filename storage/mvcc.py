@@ -139,7 +139,9 @@ class MvccStore:
             batch: (Raft index, request) pairs in increasing index order; a None
                 request is an entry that changes no state (a leader's empty entry,
                 a conf change) and only advances the applied index. Indexes need
-                not be contiguous, but must increase.
+                not be contiguous, but must increase. Requests must have been
+                validated (`cluster.kv.decode_request` / `request_from_wire` do it):
+                out-of-range integers would abort the batch.
 
         Returns:
             One item per entry: the Result (whose `revision` is the store revision

@@ -45,6 +45,7 @@ from cluster.kv import (
     Result,
     TxnRequest,
     TxnResult,
+    check_duplicate_keys,
 )
 from storage.mvcc_read import (
     COMPACTED_MESSAGE,
@@ -227,6 +228,11 @@ class BatchWriter:
         return path
 
     def _txn_top(self, txn: TxnRequest) -> TxnResult:
+        # Parsing already refused these; checking again costs little and turns a txn
+        # built in-process (never parsed) into a typed error instead of a primary-key
+        # conflict that would abort the whole batch on every replay.
+        check_duplicate_keys(txn.success)
+        check_duplicate_keys(txn.failure)
         path = iter(self._txn_path(txn))
         self._txn_base = self.revision
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -161,6 +162,35 @@ def test_backup_then_restore_gives_the_same_store(tmp_path: Path) -> None:
         assert _everything(replaced) == expected
     finally:
         replaced.close()
+
+
+def test_reads_proceed_while_an_apply_holds_the_write_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The applier may run in a worker thread; readers see the last committed state."""
+    store = MvccStore(tmp_path / "state.db")
+    store.apply([(1, PutRequest(b"a", b"old"))])
+    inside, release = threading.Event(), threading.Event()
+    real_put = mvcc_write.BatchWriter._put
+
+    def slow_put(self: mvcc_write.BatchWriter, req: PutRequest) -> object:
+        result = real_put(self, req)
+        inside.set()
+        assert release.wait(10)
+        return result
+
+    monkeypatch.setattr(mvcc_write.BatchWriter, "_put", slow_put)
+    worker = threading.Thread(target=store.apply, args=([(2, PutRequest(b"a", b"new"))],))
+    worker.start()
+    try:
+        assert inside.wait(10)
+        result = store.range(RangeRequest(key=b"a"))
+        assert (result.kvs[0].value, result.revision) == (b"old", 2)
+    finally:
+        release.set()
+        worker.join()
+    assert store.range(RangeRequest(key=b"a")).kvs[0].value == b"new"
+    store.close()
 
 
 def test_put_throughput_in_batches_of_100(tmp_path: Path) -> None:

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster.errors import FutureRevisionError, KeyNotFoundError, LeaseNotFoundError
+from cluster.errors import (
+    DuplicateKeyError,
+    FutureRevisionError,
+    KeyNotFoundError,
+    LeaseNotFoundError,
+)
 from cluster.kv import (
     Compare,
     CompareResult,
@@ -173,3 +178,10 @@ def test_txn_put_checks_keys_and_leases(feed: Feeder) -> None:
     )
     assert feed.get(b"a") is None
     assert feed.store.revision == 4
+
+
+def test_an_unparsed_txn_writing_a_key_twice_is_refused_not_fatal(feed: Feeder) -> None:
+    txn = TxnRequest(success=(PutRequest(b"a", b"1"), PutRequest(b"a", b"2")))
+    results = feed.batch(txn, PutRequest(b"b", b"1"))
+    assert isinstance(results[0], DuplicateKeyError)
+    assert results[1].revision == 5  # type: ignore[union-attr]

@@ -109,10 +109,12 @@ class PeerTransport:
                 log.warning("%x dropped malformed peer frame (%d bytes): %s",
                             self.member_id, len(frame), exc.message)
                 continue
-            ok = [m for m in messages if m.to == self.member_id and m.frm == sender]
+            known = sender in self._peer_urls
+            ok = [m for m in messages if known and m.to == self.member_id and m.frm == sender]
             if len(ok) != len(messages):
+                # Unknown senders (removed members, strays) must not move our term.
                 self._rejected += 1
-                log.warning("%x dropped %d misaddressed messages from %x",
+                log.warning("%x dropped %d messages from unknown or misaddressed sender %x",
                             self.member_id, len(messages) - len(ok), sender)
             if ok:
                 self._frames_in += 1

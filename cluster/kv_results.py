@@ -10,6 +10,7 @@ fault, not the caller's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cluster.errors import InternalError
@@ -135,7 +136,7 @@ def txn_result_from_wire(d: Any) -> TxnResult:
     )
 
 
-_RESPONSE_OP_PARSERS: dict[str, Any] = {
+_RESPONSE_OP_PARSERS: dict[str, Callable[[Any], ResponseOp]] = {
     "range": range_result_from_wire,
     "put": put_result_from_wire,
     "delete_range": delete_range_result_from_wire,
@@ -166,11 +167,13 @@ def lease_leases_result_from_wire(d: Any) -> LeaseLeasesResult:
 
 def result_from_wire(op: str, d: Any) -> Result:
     """Rebuild the result of operation `op` from its reply map."""
-    simple = {"compact": CompactionResult, "lease_revoke": LeaseRevokeResult,
-              "lease_checkpoint": LeaseCheckpointResult}
-    if op in simple:
-        return simple[op](revision=_revision(d))  # type: ignore[no-any-return]
-    parsers: dict[str, Any] = {
+    if op == "compact":
+        return CompactionResult(revision=_revision(d))
+    if op == "lease_revoke":
+        return LeaseRevokeResult(revision=_revision(d))
+    if op == "lease_checkpoint":
+        return LeaseCheckpointResult(revision=_revision(d))
+    parsers: dict[str, Callable[[Any], Result]] = {
         **_RESPONSE_OP_PARSERS,
         "lease_grant": lease_grant_result_from_wire,
         "lease_keepalive": lease_keepalive_result_from_wire,
@@ -179,4 +182,4 @@ def result_from_wire(op: str, d: Any) -> Result:
     }
     if op not in parsers:
         raise InternalError(f"no result shape for operation {op!r}")
-    return parsers[op](d)  # type: ignore[no-any-return]
+    return parsers[op](d)

@@ -160,8 +160,8 @@ def range_kvs(
     return RangeResult(kvs=kvs, more=more, count=count, revision=current)
 
 
-def _cmp(a: Any, b: Any) -> int:
-    return (a > b) - (a < b)
+def _cmp(a: int | bytes, b: int | bytes) -> int:
+    return int(a > b) - int(a < b)  # type: ignore[operator]
 
 
 def _compare_one(c: Compare, kv: KeyValue) -> bool:

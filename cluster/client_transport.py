@@ -56,6 +56,10 @@ ENDPOINTS_ENV = "ETCDLITE_ENDPOINTS"
 reply_bytes_max = 256 * 1024 * 1024
 """Largest reply frame accepted; nng's own default (1 MiB) would silently drop big ranges."""
 
+attempt_s_min = 0.05
+"""A retry is not started with less time left than this: near the deadline it could
+only turn a clear answer (say `no_leader`) into an indeterminate timeout."""
+
 retry_backoff_s_min = 0.02
 retry_backoff_s_max = 0.5
 """Pause after every endpoint failed once, so a dead cluster is not hammered in a loop."""
@@ -157,11 +161,11 @@ class Attempts:
             self.ring.failed(endpoint)
         self._tries += 1
         remaining = self.deadline - time.monotonic()
-        if not retry or self.pinned is not None or remaining <= 0:
+        if not retry or self.pinned is not None or remaining < attempt_s_min:
             raise final from exc
         if self._tries % len(self._order):
-            return 0.0
-        pause = min(self._backoff_s, remaining)
+            return 0.0  # the rest of this round first: other endpoints may be fine
+        pause = min(self._backoff_s, remaining - attempt_s_min)
         self._backoff_s = min(self._backoff_s * 2, retry_backoff_s_max)
         return pause
 

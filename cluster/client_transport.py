@@ -130,10 +130,10 @@ class Attempts:
     read: bool
     timeout_s: float
     pinned: str | None = None
-    deadline: float = 0.0
-    _tries: int = 0
-    _backoff_s: float = retry_backoff_s_min
-    _order: list[str] = field(default_factory=list)
+    deadline: float = field(init=False)
+    _tries: int = field(default=0, init=False)
+    _backoff_s: float = field(default=retry_backoff_s_min, init=False)
+    _order: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.deadline = time.monotonic() + self.timeout_s

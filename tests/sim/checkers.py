@@ -20,6 +20,13 @@ the Raft paper plus the read path:
   majority of its voters DURABLY hold the entry at c (checked against the
   simulated disks, not the in-memory logs), so a commit can never rest on
   an acknowledgement sent before the fsync it acknowledges.
+- Committed entries cannot be lost: when a leader commits c, no member
+  whose log lacks the entry at c could gather a quorum of votes (a voter
+  grants only to a log at least as up to date as its own). This is the
+  lemma behind Leader Completeness, checked as a state invariant: it fires
+  the moment an unsafe commit happens (e.g. a previous-term entry committed
+  by counting, Raft §5.4.2 / Figure 8), not only in the rare schedule where
+  the loss then actually plays out.
 - Linearizable ReadIndex: a read index is never below the index of a write
   acknowledged before the read was issued.
 
@@ -58,8 +65,22 @@ DURABLE_COVERED = -1
 """`durable_term` answer for an index inside a member's durable snapshot."""
 
 
+@dataclass(frozen=True, slots=True)
+class LogView:
+    """What an election would see of one member's log right now."""
+
+    node: int
+    last_index: int
+    last_term: int
+    term_at: Callable[[int], int | None]  # None: not held (DURABLE_COVERED: in a snapshot)
+
+
 def _no_disk(node: int, index: int) -> int | None:
     return None
+
+
+def _no_logs() -> list[LogView]:
+    return []
 
 
 class Checker:
@@ -70,8 +91,10 @@ class Checker:
     snapshot covers it, None when the disk does not hold it.
     """
 
-    def __init__(self, durable_term: Callable[[int, int], int | None] = _no_disk) -> None:
+    def __init__(self, durable_term: Callable[[int, int], int | None] = _no_disk,
+                 logs: Callable[[], list[LogView]] = _no_logs) -> None:
         self.durable_term = durable_term
+        self.logs = logs
         self.leader_of_term: dict[int, int] = {}
         # (index, term) -> (entry, term of the entry before it)
         self.entry_ids: dict[tuple[int, int], tuple[Entry, int]] = {}
@@ -149,6 +172,7 @@ class Checker:
         self.stats.commits += 1
         if raft.role is Role.LEADER:
             self._check_commit_durable(raft, new_commit)
+            self._check_commit_unlosable(raft, new_commit)
         lo = max(old_commit, log.snapshot_index) + 1
         if log.snapshot_index > old_commit:
             self._check_snapshot_point(raft.id, log.snapshot_index, log.snapshot_term)
@@ -174,6 +198,23 @@ class Checker:
             self.fail(f"commit durability: leader {raft.id} of term {raft.term} committed "
                       f"{index} (term {term}) but only {holders} of voters "
                       f"{sorted(raft.conf.voters)} hold it on disk")
+
+    def _check_commit_unlosable(self, raft: Raft, index: int) -> None:
+        term = raft.log.term(index)
+        views = self.logs()
+        voters = raft.conf.voters
+        need = majority(len(voters))
+        for n in views:
+            held = n.term_at(index)
+            if held in (term, DURABLE_COVERED):
+                continue
+            # Voters whose logs are no more up to date than n's would vote for n.
+            granting = [v.node for v in views if v.node in voters
+                        and (v.last_term, v.last_index) <= (n.last_term, n.last_index)]
+            if len(granting) >= need:
+                self.fail(f"committed entry can be lost: leader {raft.id} of term {raft.term} "
+                          f"committed {index} (term {term}) but {n.node} lacks it and "
+                          f"{granting} of voters {sorted(voters)} would elect it")
 
     def _check_snapshot_point(self, node: int, index: int, term: int) -> None:
         if index > len(self.committed):

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from cluster.conf_change import ConfChange, ConfChangeType
 from cluster.messages import ConfState, Entry, HardState, Message, MessageType, SnapshotMeta
-from tests.sim.checkers import DURABLE_COVERED, Checker, SafetyViolation
+from cluster.raft_log import RaftLog
+from tests.sim.checkers import DURABLE_COVERED, Checker, LogView, SafetyViolation
 from tests.sim.network import TICK_STEPS, Faults, SimNetwork
 from tests.sim.node import DurableStore, NodeOptions, SimNode
 
@@ -55,7 +56,7 @@ class SimCluster:
         self.rng = random.Random(seed)
         self.options = options or NodeOptions()
         self.net = SimNetwork(random.Random(self.rng.getrandbits(64)), faults)
-        self.checker = Checker(self._durable_term)
+        self.checker = Checker(self._durable_term, self._log_views)
         self.checker.committed.append(Entry(BOOT_INDEX, 1))
         self.checker.applied.append(b"")
         self.now = 0
@@ -72,7 +73,8 @@ class SimCluster:
                                  snapshot_meta=SnapshotMeta(BOOT_INDEX, 1, conf),
                                  snapshot_image=(b"",))
             self._add_node(i, store)
-        self.trace: list[str] = []
+        self.on_event: Callable[[SimNode], None] | None = None
+        """Called after every event on a node: lets a workload react mid-tick."""
 
     def _add_node(self, node_id: int, store: DurableStore) -> SimNode:
         node = SimNode(node_id, store, self.options, self.checker, self._send,
@@ -92,6 +94,29 @@ class SimCluster:
         pos = index - s.snapshot_meta.index - 1
         return s.entries[pos].term if pos < len(s.entries) else None
 
+    def _log_views(self) -> list[LogView]:
+        """Every member's log as an election would see it: in memory if up, else on disk."""
+        views = []
+        for node in self.nodes.values():
+            if node.id in self.gone:
+                continue
+            if node.up and node.raft is not None:
+                log = node.raft.log
+
+                def term_at(i: int, log: RaftLog = log) -> int | None:
+                    return DURABLE_COVERED if i < log.snapshot_index else log.term(i)
+
+                views.append(LogView(node.id, log.last_index(), log.last_term(), term_at))
+            else:
+                s = node.store
+                last_term = s.entries[-1].term if s.entries else s.snapshot_meta.term
+
+                def durable(i: int, node_id: int = node.id) -> int | None:
+                    return self._durable_term(node_id, i)
+
+                views.append(LogView(node.id, s.last_index(), last_term, durable))
+        return views
+
     # --- messages --------------------------------------------------------------------
 
     def _send(self, m: Message, incarnation: int) -> None:
@@ -101,9 +126,20 @@ class SimCluster:
             self._lost(lost, incarnation)
 
     def _lost(self, m: Message, incarnation: int) -> None:
+        # Reports go through a timer: `_send` runs between ready() and advance(),
+        # where the core must not be stepped.
         if m.type is MessageType.SNAP:
             # A transport learns that a snapshot stream failed; tell the leader soon.
             self.after(1, lambda: self._report_snapshot(m, incarnation, failed=True))
+        elif m.type is MessageType.APP and self.rng.random() < 0.2:
+            self.after(1, lambda: self._report_unreachable(m, incarnation))
+
+    def _report_unreachable(self, m: Message, incarnation: int) -> None:
+        sender = self.nodes.get(m.frm)
+        if sender is not None and sender.up and sender.incarnation == incarnation \
+                and sender.raft is not None:
+            sender.raft.report_unreachable(m.to)
+            sender.process_ready()
 
     def _report_snapshot(self, m: Message, incarnation: int, *, failed: bool) -> None:
         sender = self.nodes.get(m.frm)
@@ -123,6 +159,8 @@ class SimCluster:
             self._report_snapshot(m, incarnation, failed=False)
 
     def _after(self, node: SimNode) -> None:
+        if self.on_event is not None:
+            self.on_event(node)
         if node.removed and node.id not in self.gone:
             # etcd stops a removed member after a short delay, so that its last
             # messages (the commit of its own removal) can still go out.
@@ -135,10 +173,18 @@ class SimCluster:
         self._timer_seq += 1
         heapq.heappush(self._timers, Timer(self.now + steps, self._timer_seq, action))
 
-    def run_ticks(self, ticks: int, on_tick: Callable[[], None] | None = None) -> None:
-        """Advance the clock by `ticks` ticks, delivering messages and firing timers."""
+    def run_ticks(self, ticks: int, on_tick: Callable[[], None] | None = None,
+                  stop: Callable[[], bool] | None = None) -> bool:
+        """Advance the clock by `ticks` ticks, delivering messages and firing timers.
+
+        With `stop`, return True as soon as it holds after some instant of
+        simulated time (finer than a tick: scenarios use it to act between
+        two message deliveries); False when the time ran out.
+        """
         end = self.now + ticks * TICK_STEPS
         while self.now < end:
+            if stop is not None and stop():
+                return True
             next_tick = (self.now // TICK_STEPS + 1) * TICK_STEPS
             t = min(next_tick, self.net.next_due())
             if self._timers and self._timers[0].due < t:
@@ -152,6 +198,7 @@ class SimCluster:
                 self.tick_all()
                 if on_tick is not None:
                     on_tick()
+        return stop is not None and stop()
 
     def run_until(self, predicate: Callable[[], bool], ticks_max: int) -> int:
         """Tick until `predicate()` holds; returns the ticks it took.
@@ -182,8 +229,11 @@ class SimCluster:
     def tick_all(self) -> None:
         for node in list(self.nodes.values()):
             if node.up:
-                node.tick()
-                self._after(node)
+                if node.deferred and self.rng.random() < 0.7:
+                    node.process_ready(force=True)  # may die mid-persist
+                if node.up:
+                    node.tick()
+                    self._after(node)
 
     # --- views -----------------------------------------------------------------------
 
@@ -291,6 +341,8 @@ class SimCluster:
         self.net.faults = Faults()
         for node in self.nodes.values():
             node.crash_mid_persist = False
+            if node.up and node.deferred:
+                node.process_ready(force=True)
             if not node.up and node.id not in self.gone:
                 node.restart()
                 self._after(node)

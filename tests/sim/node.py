@@ -71,6 +71,11 @@ class NodeOptions:
     snapshot_tail: int = 2  # entries kept below the applied index when compacting
     inflight_max: int = 8
     entries_per_message_max: int = 8
+    # Probability that a node leaves its Ready for later after an event, so that
+    # several steps/ticks pile up before one Ready, as in a member whose WAL
+    # writer is busy. The contract allows it; synchronous Readies would hide
+    # every bug that needs two steps between persists.
+    ready_defer: float = 0.0
 
 
 class SimNode:
@@ -88,6 +93,7 @@ class SimNode:
         self.up = False
         self.removed = False  # applied its own removal: it stops, as an etcd member does
         self.crash_mid_persist = False  # the next syncing Ready is torn, then the node dies
+        self.deferred = False  # has work it chose not to take a Ready for yet
         self.raft: Raft | None = None
         self.state: list[bytes] = []
         self.conf_history: list[tuple[int, ConfState]] = []
@@ -111,6 +117,7 @@ class SimNode:
         self.pending_reads.clear()
         self.read_waiters.clear()
         self.crash_mid_persist = False
+        self.deferred = False
 
     def restart(self) -> None:
         """Boot from the durable store, as a member boots from WAL + snapshot.
@@ -201,11 +208,20 @@ class SimNode:
             self.checker.on_commit(raft, self._seen_commit)
         self._seen_commit = raft.log.committed
 
-    def process_ready(self) -> None:
-        """Run Readies to completion: PERSIST, THEN SEND, THEN APPLY, THEN ADVANCE."""
+    def process_ready(self, *, force: bool = False) -> None:
+        """Run Readies to completion: PERSIST, THEN SEND, THEN APPLY, THEN ADVANCE.
+
+        Unless `force`, the node may defer the work (see NodeOptions.ready_defer);
+        the cluster flushes deferred nodes on later ticks.
+        """
         raft = self.raft
         assert raft is not None
         self.observe()
+        defer = self.options.ready_defer
+        if not force and defer and self.rng.random() < defer:
+            self.deferred = raft.has_ready()
+            return
+        self.deferred = False
         while self.up and raft.has_ready():
             rd = raft.ready()
             if self.crash_mid_persist and rd.must_sync:

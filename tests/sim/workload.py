@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from cluster.conf_change import ConfChange, ConfChangeType
 from tests.sim.cluster import SimCluster
 from tests.sim.network import TICK_STEPS, Faults
-from tests.sim.node import NodeOptions
+from tests.sim.node import NodeOptions, SimNode
 
 MEMBERS_MAX = 7
 """Members (voters + learners) a schedule grows to at most, removed ones excluded."""
@@ -57,6 +57,12 @@ class Chaos:
         self.p_partition = rng.choice((0.0, 0.02, 0.05))
         self.p_transfer = rng.choice((0.0, 0.02))
         self.p_membership = rng.choice((0.0, 0.03))
+        # Adversarial patterns that make logs diverge (Raft Figure 7/8 shapes):
+        # a leader dies right after taking a write, or a fresh leader is cut
+        # off before its first entries leave.
+        self.p_churn = rng.choice((0.0, 0.03))
+        self.p_isolate_new = rng.choice((0.0, 0.3))
+        self._last_leader: tuple[int, int] | None = None
 
     def on_tick(self) -> None:
         rng, c = self.rng, self.c
@@ -85,6 +91,24 @@ class Chaos:
                 c.transfer(rng.choice(up), rng.choice(voters))
         if rng.random() < self.p_membership:
             self.membership()
+        leader = c.leader()
+        if leader is not None and leader.raft is not None and rng.random() < self.p_churn:
+            c.propose(leader.id)
+            victim = leader.id
+            c.after(rng.randint(1, TICK_STEPS), lambda: c.crash(victim))
+            self._restart_later(victim)
+
+    def on_event(self, node: SimNode) -> None:
+        """Right after an election, before the new leader's first entries leave."""
+        if not self.p_isolate_new or not node.is_leader() or node.raft is None:
+            return
+        key = (node.id, node.raft.term)
+        if key == self._last_leader:
+            return
+        self._last_leader = key
+        if self.rng.random() < self.p_isolate_new:
+            self.c.net.isolate(node.id, self.c.nodes)
+            self.c.after(self.rng.randint(3, 30) * TICK_STEPS, self.c.heal)
 
     def _restart_later(self, node_id: int) -> None:
         ticks = self.rng.randint(2, 30)
@@ -143,14 +167,17 @@ def run_schedule(seed: int, *, chaos_ticks: int | None = None) -> ScheduleResult
         snapshot_tail=rng.randint(0, 3),
         inflight_max=rng.choice((1, 4, 8)),
         entries_per_message_max=rng.choice((1, 4, 16)),
+        ready_defer=rng.choice((0.0, 0.3, 0.6)),
     )
     faults = Faults(drop=rng.choice((0.0, 0.02, 0.1)),
                     duplicate=rng.choice((0.0, 0.02, 0.1)),
                     slow=rng.choice((0.0, 0.05, 0.2)))
     cluster = SimCluster(n, seed=rng.getrandbits(64), options=options, faults=faults)
     chaos = Chaos(cluster, random.Random(rng.getrandbits(64)))
-    ticks = chaos_ticks if chaos_ticks is not None else rng.randint(100, 300)
+    cluster.on_event = chaos.on_event
+    ticks = chaos_ticks if chaos_ticks is not None else rng.randint(100, 400)
     cluster.run_ticks(ticks, chaos.on_tick)
+    cluster.on_event = None
     cluster.heal_all()
     leader_ticks, commit_ticks = cluster.check_liveness()
     cluster.check_acked_durable()

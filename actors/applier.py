@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import trio
-from storage.mvcc import MvccStore
 
+from actors.events import RaftInput, SnapshotTaken
 from actors.raft_node import ApplyBatch
 from actors.wait import AppliedIndex, WaitRegistry
 from cluster import codec, kv
 from cluster.errors import BadRequestError, EtcdliteError
-from cluster.messages import EntryType
+from cluster.messages import ConfState, EntryType, SnapshotMeta
+from storage.mvcc import MvccStore
+from storage.snapshots import SnapshotStore
 
 log = logging.getLogger("etcdlite.apply")
 
@@ -49,8 +51,15 @@ def decode_proposal(data: bytes) -> tuple[int, Any]:
 class Applier:
     def __init__(self, mvcc: MvccStore, batches: trio.MemoryReceiveChannel[ApplyBatch],
                  waits: WaitRegistry, applied: AppliedIndex, name: str,
+                 snapshots: SnapshotStore, snapshot_count: int,
+                 raft_inbox: trio.MemorySendChannel[RaftInput],
                  after_apply: Callable[[int], None] | None = None) -> None:
         self._mvcc = mvcc
+        self._snapshots = snapshots
+        self._snapshot_count = snapshot_count
+        self._raft_inbox = raft_inbox
+        latest = snapshots.latest()
+        self._snapshot_index = latest.meta.index if latest is not None else 0
         self._batches = batches
         self._waits = waits
         self._applied = applied
@@ -65,17 +74,53 @@ class Applier:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> NoReturn:
         task_status.started()
-        async with self._batches:
+        async with self._batches, self._raft_inbox:
             async for batch in self._batches:
+                if batch.snapshot is not None:
+                    self._install(batch)
+                    continue
                 entries = list(batch.entries)
+                conf = batch.conf_after
                 while True:  # coalesce queued batches into one transaction
                     try:
-                        entries.extend(self._batches.receive_nowait().entries)
+                        more = self._batches.receive_nowait()
                     except trio.WouldBlock:
                         break
-                self.apply_entries(entries)
+                    if more.snapshot is not None:
+                        self.apply_entries(entries)
+                        entries, conf = [], more.conf_after
+                        self._install(more)
+                        continue
+                    entries.extend(more.entries)
+                    conf = more.conf_after
+                if entries:
+                    self.apply_entries(entries)
+                    self._maybe_snapshot(entries[-1].term, conf)
                 await trio.lowlevel.checkpoint()
         raise AssertionError("applier should never complete")
+
+    def _install(self, batch: ApplyBatch) -> None:
+        assert batch.snapshot is not None
+        assert batch.done is not None
+        self._mvcc.replace_from(batch.snapshot.path)
+        assert self._mvcc.applied_index == batch.snapshot.meta.index, \
+            "snapshot content does not match its Raft position"
+        self._snapshot_index = batch.snapshot.meta.index
+        self._applied.set(max(self._applied.index, self._mvcc.applied_index))
+        batch.done.set()
+
+    def _maybe_snapshot(self, term: int, conf: ConfState) -> None:
+        index = self._mvcc.applied_index
+        if index - self._snapshot_index < self._snapshot_count:
+            return
+        meta = SnapshotMeta(index=index, term=term, conf=conf)
+        snap = self._snapshots.create(self._mvcc, meta)
+        self._snapshot_index = index
+        log.info("%s took snapshot at index %d (%d bytes)", self._name, index, snap.size)
+        try:
+            self._raft_inbox.send_nowait(SnapshotTaken(meta))
+        except trio.WouldBlock:
+            log.info("%s will compact the log at a later snapshot (raft busy)", self._name)
 
     def apply_entries(self, entries: list[Any]) -> None:
         items: list[tuple[int, Any]] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cluster.messages import EntryType, Message
+from cluster.messages import EntryType, Message, SnapshotMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,4 +47,12 @@ class SnapshotStatus:
     failed: bool
 
 
-RaftInput = Tick | PeerMessages | Propose | ReadIndexRequest | TransferLeader | SnapshotStatus
+@dataclass(frozen=True, slots=True)
+class SnapshotTaken:
+    """The applier sealed a snapshot of the state at `meta.index`: the log below may go."""
+
+    meta: SnapshotMeta
+
+
+RaftInput = (Tick | PeerMessages | Propose | ReadIndexRequest | TransferLeader | SnapshotStatus
+             | SnapshotTaken)

@@ -22,25 +22,41 @@ from actors.events import (
     RaftInput,
     ReadIndexRequest,
     SnapshotStatus,
+    SnapshotTaken,
     Tick,
     TransferLeader,
 )
+from actors.snapshot_transfer import SnapshotSender, parse_descriptor
 from actors.transport import PeerTransport
 from actors.wait import WaitRegistry
 from cluster import limits
 from cluster.conf_change import ConfChange
 from cluster.errors import BadRequestError, NoLeaderError
-from cluster.messages import NONE, ConfState, Entry, EntryType, Ready, Role
+from cluster.messages import (
+    NONE,
+    ConfState,
+    Entry,
+    EntryType,
+    MessageType,
+    Ready,
+    Role,
+    SnapshotMeta,
+)
 from cluster.raft import Raft
 from storage.protocols import RaftWal
+from storage.snapshots import SnapshotFile, SnapshotStore
 
 log = logging.getLogger("etcdlite.raft")
 
 
 @dataclass(frozen=True, slots=True)
 class ApplyBatch:
+    """Committed entries for the applier, or a received snapshot to install (then `done`)."""
+
     entries: tuple[Entry, ...]
     conf_after: ConfState
+    snapshot: SnapshotFile | None = None
+    done: trio.Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +76,12 @@ class RaftNode:
     def __init__(self, raft: Raft, wal: RaftWal, transport: PeerTransport,
                  inbox: trio.MemoryReceiveChannel[RaftInput],
                  apply_out: trio.MemorySendChannel[ApplyBatch], waits: WaitRegistry,
-                 name: str, on_conf_change: Callable[[ConfState, ConfChange], None]) -> None:
+                 name: str, on_conf_change: Callable[[ConfState, ConfChange], None],
+                 snapshots: SnapshotStore, snapshot_sender: SnapshotSender,
+                 log_tail_entries: int) -> None:
+        self._snapshots = snapshots
+        self._snapshot_sender = snapshot_sender
+        self._log_tail_entries = log_tail_entries
         self._raft = raft
         self._wal = wal
         self._transport = transport
@@ -114,6 +135,8 @@ class RaftNode:
             raft.transfer_leadership(item.target)
         elif isinstance(item, SnapshotStatus):
             raft.report_snapshot(item.peer, failed=item.failed)
+        elif isinstance(item, SnapshotTaken):
+            self._compact(item.meta)
 
     def _flush_proposals(self) -> None:
         if not self._proposals:
@@ -129,12 +152,17 @@ class RaftNode:
             rd = raft.ready()
             self._log_soft_state(rd)
             # PERSIST before anything that depends on it leaves this process.
+            if rd.snapshot is not None:
+                await self._install_snapshot(rd)
             if rd.must_sync:
                 self._wal.save(rd.hard_state, rd.entries,
                                rd.snapshot.meta if rd.snapshot is not None else None)
             # SEND.
             for m in rd.messages:
-                self._transport.send_nowait(m)
+                if m.type is MessageType.SNAP:
+                    self._snapshot_sender.send_nowait(m)
+                else:
+                    self._transport.send_nowait(m)
             for rs in rd.read_states:
                 self._waits.trigger(rs.context, rs.index)
             # APPLY (handed to the applier in order; membership takes effect here).
@@ -145,6 +173,31 @@ class RaftNode:
                 await self._apply_out.send(ApplyBatch(rd.committed_entries, raft.conf))
             raft.advance(rd)
             self.view = self._make_view()
+
+    async def _install_snapshot(self, rd: Ready) -> None:
+        """Replace the applied state by a received snapshot BEFORE the WAL records it.
+
+        In that order a crash in between leaves state ahead of the log, which the
+        exactly-once apply tolerates; the other order would lose entries.
+        """
+        assert rd.snapshot is not None
+        meta = rd.snapshot.meta
+        path, sha256 = parse_descriptor(rd.snapshot.data)
+        snap = self._snapshots.adopt(path, meta, sha256)
+        done = trio.Event()
+        await self._apply_out.send(ApplyBatch((), meta.conf, snapshot=snap, done=done))
+        await done.wait()
+        log.info("%s installed snapshot at index %d term %d", self._name, meta.index, meta.term)
+
+    def _compact(self, meta: SnapshotMeta) -> None:
+        raft = self._raft
+        if meta.index <= raft.snapshot_meta.index or meta.index > raft.log.applied:
+            return
+        if raft.log.term(meta.index) != meta.term:
+            return  # the log moved on (a newer snapshot was installed meanwhile)
+        raft.compact(meta.index, meta.conf, keep_entries=self._log_tail_entries)
+        self._wal.save(None, [], raft.snapshot_meta)
+        log.info("%s compacted the log at snapshot %d", self._name, meta.index)
 
     def _apply_conf_change(self, e: Entry) -> None:
         try:

@@ -18,8 +18,9 @@ import pynng
 import trio
 
 from actors.events import PeerMessages, RaftInput
+from actors.snapshot_transfer import SnapshotReceiver
 from cluster import codec, limits
-from cluster.errors import EtcdliteError
+from cluster.errors import BadRequestError, EtcdliteError
 from cluster.messages import Message
 
 log = logging.getLogger("etcdlite.transport")
@@ -35,8 +36,10 @@ class TransportStatistics:
 
 class PeerTransport:
     def __init__(self, member_id: int, listen_url: str, peers: dict[int, str],
-                 inbox: trio.MemorySendChannel[RaftInput]) -> None:
+                 inbox: trio.MemorySendChannel[RaftInput],
+                 snapshots: SnapshotReceiver | None = None) -> None:
         self.member_id = member_id
+        self._snapshots = snapshots
         self.listen_url = listen_url
         self._inbox = inbox
         self._outboxes: dict[int, trio.MemorySendChannel[Message]] = {}
@@ -103,7 +106,16 @@ class PeerTransport:
         while True:
             frame = await sock.arecv()
             try:
-                sender, messages = codec.decode_peer_frame(frame)
+                body = codec.decode_frame(frame)
+                if "snap" in body and self._snapshots is not None:
+                    sender = body.get("from")
+                    if not isinstance(sender, int) or sender not in self._peer_urls:
+                        raise BadRequestError("snapshot chunk from an unknown member")
+                    snap = self._snapshots.feed(sender, body["snap"])
+                    if snap is not None:
+                        await self._inbox.send(PeerMessages(sender, (snap,)))
+                    continue
+                sender, messages = codec.peer_frame_messages(body)
             except EtcdliteError as exc:
                 self._rejected += 1
                 log.warning("%x dropped malformed peer frame (%d bytes): %s",

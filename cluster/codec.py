@@ -138,7 +138,11 @@ def encode_peer_frame(sender: int, messages: list[Message]) -> bytes:
 
 
 def decode_peer_frame(data: bytes) -> tuple[int, list[Message]]:
-    body = decode_frame(data)
+    return peer_frame_messages(decode_frame(data))
+
+
+def peer_frame_messages(body: dict[str, Any]) -> tuple[int, list[Message]]:
+    """The sender and messages of a decoded peer frame body."""
     sender, msgs = body.get("from"), body.get("msgs")
     if not isinstance(sender, int) or not isinstance(msgs, list):
         raise BadRequestError("peer frame needs 'from' and 'msgs'")

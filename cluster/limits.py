@@ -40,3 +40,6 @@ apply_buffer_max = 64
 
 client_contexts = 64
 """nng REP contexts serving client requests concurrently on one member."""
+
+log_tail_entries = 5000
+"""Entries kept in memory below a snapshot for slow followers (etcd keeps 5,000)."""

@@ -19,13 +19,13 @@ from typing import Any
 
 import click
 import trio
-from storage.mvcc import MvccStore
 
 from actors.applier import Applier
 from actors.client_server import ClientServer
 from actors.events import RaftInput
 from actors.raft_node import ApplyBatch, RaftNode
 from actors.read_barrier import ReadBarrier
+from actors.snapshot_transfer import SnapshotReceiver, SnapshotSender
 from actors.ticker import Ticker
 from actors.transport import PeerTransport
 from actors.wait import AppliedIndex, WaitRegistry
@@ -34,6 +34,8 @@ from cluster.conf_change import ConfChange
 from cluster.config import MemberConfig, resolve_member_config
 from cluster.messages import NONE, ConfState, EntryType, Role
 from cluster.raft import Raft, RaftConfig
+from storage.mvcc import MvccStore
+from storage.snapshots import SnapshotStore
 from storage.wal import SqliteWal
 
 log = logging.getLogger("etcdlite.member")
@@ -57,6 +59,7 @@ class Member:
         self.wal = SqliteWal(cfg.data_dir / "wal.db")
         self._check_identity()
         self.mvcc = MvccStore(cfg.data_dir / "state.db")
+        self.snapshots = SnapshotStore(cfg.data_dir / "snapshots")
         boot = self.wal.load()
         conf = boot.snapshot_meta.conf
         if not conf.voters:
@@ -149,10 +152,15 @@ class Member:
         waits = WaitRegistry()
         applied = AppliedIndex(self.mvcc.applied_index)
         peers = {pid: url for pid, url in self.peer_urls.items() if pid != self.id}
-        transport = PeerTransport(self.id, self.cfg.me.peer_url, peers, inbox_send.clone())
+        receiver = SnapshotReceiver(self.id, self.snapshots)
+        sender = SnapshotSender(self.id, self.snapshots, self.peer_urls, inbox_send.clone())
+        transport = PeerTransport(self.id, self.cfg.me.peer_url, peers, inbox_send.clone(),
+                                  receiver)
         self.node = RaftNode(self.raft, self.wal, transport, inbox_recv, apply_send, waits,
-                             self.name, self._on_conf_change)
-        applier = Applier(self.mvcc, apply_recv, waits, applied, self.name)
+                             self.name, self._on_conf_change, self.snapshots, sender,
+                             log_tail_entries=min(limits.log_tail_entries, c.snapshot_count))
+        applier = Applier(self.mvcc, apply_recv, waits, applied, self.name, self.snapshots,
+                          c.snapshot_count, inbox_send.clone())
         barrier = ReadBarrier(inbox_send.clone(), waits, applied, round_timeout_s=election_s,
                               read_timeout_s=election_s * 3,
                               has_leader=lambda: self.leader_id() != NONE)
@@ -164,6 +172,7 @@ class Member:
         server.add_operation("member_list", self.member_list)
         ticker = Ticker(heartbeat_s, inbox_send.clone())
         async with inbox_send, trio.open_nursery() as nursery:
+            await nursery.start(sender.run)
             await nursery.start(applier.run)
             await nursery.start(self.node.run)
             await nursery.start(transport.run)

@@ -183,12 +183,18 @@ class Raft(LeaderRole):
         elif self.id not in conf.voters and self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
             self.become_follower(self.term, NONE)
 
-    def compact(self, index: int, conf: ConfState) -> None:
-        """The caller took a snapshot at `index` (with `conf`): drop the log up to it."""
+    def compact(self, index: int, conf: ConfState, keep_entries: int = 0) -> None:
+        """The caller took a snapshot at `index` (with `conf`): drop the log up to it.
+
+        `keep_entries` entries below the snapshot stay in memory so that a follower
+        only slightly behind catches up from the log instead of a whole snapshot
+        (etcd keeps 5,000). Followers behind the kept tail get the snapshot.
+        """
         term = self.log.term(index)
         assert term is not None, "compacting at an unknown index"
-        self.snapshot_meta = SnapshotMeta(index=index, term=term, conf=conf)
-        self.log.compact(index)
+        if index > self.snapshot_meta.index:
+            self.snapshot_meta = SnapshotMeta(index=index, term=term, conf=conf)
+        self.log.compact(max(self.log.snapshot_index, index - keep_entries))
 
     def promotable(self) -> bool:
         return self.id in self.conf.voters

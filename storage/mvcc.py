@@ -366,6 +366,24 @@ class MvccStore:
             dest.close()
         return cls(path)
 
+    def replace_from(self, backup_path: Path | str) -> None:
+        """Replace this store's whole content by a snapshot file, in place and atomically.
+
+        SQLite's backup API writes into the live connection in one transaction, so a
+        crash leaves either the old state or the snapshot's, never a mix; the
+        object stays valid for everyone holding it (server, watchers, applier).
+        """
+        source = sqlite3.connect(str(backup_path), isolation_level=None)
+        try:
+            source.backup(self._conn)
+        finally:
+            source.close()
+        ensure_schema(self._conn)
+        meta = read_meta(self._conn)
+        self._applied_index = meta[META_APPLIED_INDEX]
+        self._revision = meta[META_REVISION]
+        self._compact_revision = meta[META_COMPACT_REVISION]
+
     def defragment(self) -> None:
         """Rewrite the file without free pages (VACUUM), like etcd's defrag.
 

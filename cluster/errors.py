@@ -43,7 +43,7 @@ class EtcdliteError(Exception):
         super().__init__(message or self.code.value)
         self.message = message or self.code.value
 
-    def to_wire(self) -> dict[str, str]:
+    def to_wire(self) -> dict[str, str | int]:
         return {"code": self.code.value, "message": self.message}
 
 
@@ -64,7 +64,20 @@ class UnsupportedVersionError(EtcdliteError):
 
 
 class CompactedError(EtcdliteError):
+    """`compact_revision` (0 = not told) lets a watcher report where history now starts,
+    like etcd's WatchResponse.compact_revision."""
+
     code = ErrorCode.COMPACTED
+
+    def __init__(self, message: str = "", compact_revision: int = 0) -> None:
+        super().__init__(message)
+        self.compact_revision = compact_revision
+
+    def to_wire(self) -> dict[str, str | int]:
+        wire = super().to_wire()
+        if self.compact_revision:
+            wire["compact_revision"] = self.compact_revision
+        return wire
 
 
 class FutureRevisionError(EtcdliteError):
@@ -146,4 +159,8 @@ def error_from_wire(payload: object) -> EtcdliteError:
     code = payload.get("code")
     message = payload.get("message")
     cls = _BY_CODE.get(code, InternalError) if isinstance(code, str) else InternalError
-    return cls(message if isinstance(message, str) else "")
+    text = message if isinstance(message, str) else ""
+    compact = payload.get("compact_revision")
+    if cls is CompactedError and isinstance(compact, int) and not isinstance(compact, bool):
+        return CompactedError(text, compact)
+    return cls(text)

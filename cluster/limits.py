@@ -38,8 +38,23 @@ raft_inbox_buffer_max = 1024
 apply_buffer_max = 64
 """Batches of committed entries waiting for the applier."""
 
-client_contexts = 64
-"""nng REP contexts serving client requests concurrently on one member."""
+client_contexts = 256
+"""nng REP contexts serving client requests concurrently on one member. A waiting
+watch long-poll holds one, so this is sized for watchers plus unary traffic."""
+
+watch_polls_waiting_max = client_contexts - 64
+"""Watch long-polls allowed to wait at once on one member; the other 64 contexts stay
+free for unary requests. A poll over the cap gets `unavailable` (the client moves on)."""
+
+watch_events_max = 1000
+"""Events in one watch reply (a larger `limit` is cut to this); a revision is never split."""
+
+watch_timeout_ms_max = 30_000
+"""Longest a watch long-poll waits for a new revision before answering empty."""
+
+watch_scan_revisions_max = 10_000
+"""Revisions one chunk of a watch catch-up scans, so a narrow watch far behind costs
+bounded work per poll instead of walking all history at once."""
 
 log_tail_entries = 5000
 """Entries kept in memory below a snapshot for slow followers (etcd keeps 5,000)."""

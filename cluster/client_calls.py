@@ -87,20 +87,19 @@ def lease_revoke_call(lease_id: int) -> Call[LeaseRevokeResult]:
 
 
 def lease_keepalive_call(lease_id: int) -> Call[LeaseKeepAliveResult]:
+    # Safe to send again (docs/protocol.md, "Retrying"): a second renew only
+    # moves the deadline to "now + TTL" once more, it never shortens a lease.
     args = {"id": non_negative(lease_id, "id")}
-    return Call("lease_keepalive", args, replies.parse_lease_keepalive, read=False)
+    return Call("lease_keepalive", args, replies.parse_lease_keepalive, read=True)
 
 
 def lease_timetolive_call(lease_id: int, keys: bool) -> Call[LeaseTimeToLiveResult]:
-    # docs/protocol.md declares only range/status/member_list safe to retry, so
-    # lease queries keep the write rule until the protocol says otherwise.
     args = {"id": non_negative(lease_id, "id"), "keys": bool(keys)}
-    return Call("lease_timetolive", args, replies.parse_lease_timetolive, read=False)
+    return Call("lease_timetolive", args, replies.parse_lease_timetolive, read=True)
 
 
 def lease_leases_call() -> Call[LeaseLeasesResult]:
-    # Same reasoning as lease_timetolive_call.
-    return Call("lease_leases", {}, replies.parse_lease_leases, read=False)
+    return Call("lease_leases", {}, replies.parse_lease_leases, read=True)
 
 
 def status_call() -> Call[Status]:

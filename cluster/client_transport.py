@@ -2,12 +2,13 @@
 
 RETRY RULE (docs/protocol.md, "Retrying"):
 
-- A READ (range, status, member_list) changes nothing, so it is sent again,
+- A READ (range, status, member_list, and the lease queries keepalive,
+  timetolive and leases, which a repeat cannot harm) is sent again,
   to the next endpoint, after any failure that says nothing about the data:
   connection refused, send failure, no reply in time, or an `unavailable`,
   `timeout`, `no_leader` or `not_leader` reply. It keeps going round the
   endpoints until the call's deadline (`timeout_s`).
-- A WRITE (put, delete, txn, compact, lease_*) is sent again ONLY when it
+- A WRITE (put, delete, txn, compact, lease grant/revoke) is sent again ONLY when it
   definitely did not reach a member: the connection was refused, the send
   itself failed, or the member answered `no_leader`/`not_leader` (it refuses
   those before proposing). A write whose reply did not come in time, or whose

@@ -9,6 +9,7 @@ storage layer and the client library use.
 
 from __future__ import annotations
 
+from cluster.alarm_types import AlarmAction, AlarmMember, AlarmRequest, AlarmResult, AlarmType
 from cluster.kv_parse import (
     INT64_MAX,
     LEASE_TTL_MAX_S,
@@ -79,6 +80,11 @@ __all__ = [
     "INTERNAL_OPS",
     "LEASE_TTL_MAX_S",
     "LOG_OPS",
+    "AlarmAction",
+    "AlarmMember",
+    "AlarmRequest",
+    "AlarmResult",
+    "AlarmType",
     "CompactionRequest",
     "CompactionResult",
     "Compare",

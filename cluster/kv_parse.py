@@ -16,6 +16,7 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from cluster import codec
+from cluster.alarm_types import AlarmAction, AlarmRequest, AlarmType
 from cluster.errors import (
     BadRequestError,
     DuplicateKeyError,
@@ -300,6 +301,10 @@ _OP_PARSERS: dict[str, Callable[[_Args], Request]] = {
     "lease_leases": lambda a: LeaseLeasesRequest(),
     "status": lambda a: StatusRequest(),
     "member_list": lambda a: MemberListRequest(),
+    "alarm": lambda a: AlarmRequest(
+        action=a.enum_("action", AlarmAction, AlarmAction.GET), member_id=a.int_("member_id"),
+        alarm=a.enum_("alarm", AlarmType, AlarmType.NONE),
+    ),
 }
 
 _TAKES_ID = frozenset(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cluster.alarm_types import AlarmResult
 from cluster.errors import InternalError
 from cluster.kv_types import (
     CompactionResult,
@@ -68,6 +69,9 @@ def result_to_wire(result: Result) -> dict[str, Any]:
             return {"leases": list(result.leases)}
         case CompactionResult() | LeaseRevokeResult() | LeaseCheckpointResult():
             return {}
+        case AlarmResult():
+            return {"alarms": [{"member_id": a.member_id, "alarm": a.alarm.value}
+                               for a in result.alarms]}
     raise AssertionError(f"not a result: {result!r}")
 
 

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
+from cluster.alarm_types import AlarmRequest, AlarmResult
+
 
 class SortOrder(enum.StrEnum):
     NONE = "none"
@@ -187,16 +189,18 @@ Request: TypeAlias = (
     RangeRequest | PutRequest | DeleteRangeRequest | TxnRequest | CompactionRequest
     | LeaseGrantRequest | LeaseRevokeRequest | LeaseCheckpointRequest
     | LeaseKeepAliveRequest | LeaseTimeToLiveRequest | LeaseLeasesRequest
-    | StatusRequest | MemberListRequest
+    | StatusRequest | MemberListRequest | AlarmRequest
 )
 
 LOG_OPS: frozenset[str] = frozenset(
-    {"put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_checkpoint"}
+    {"put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_checkpoint",
+     "alarm"}
 )
 """Operations that change state and therefore travel through the Raft log."""
 
-INTERNAL_OPS: frozenset[str] = frozenset({"lease_checkpoint"})
-"""Log operations that only members propose; `parse_request` refuses them from clients."""
+INTERNAL_OPS: frozenset[str] = frozenset({"lease_checkpoint", "alarm"})
+"""Log operations that only members propose; `parse_request` refuses them from clients.
+(Clients send `alarm` too, but to the member's maintenance handler, which proposes it.)"""
 
 
 # --- results --------------------------------------------------------------------
@@ -284,7 +288,7 @@ class LeaseLeasesResult:
 Result: TypeAlias = (
     RangeResult | PutResult | DeleteRangeResult | TxnResult | CompactionResult
     | LeaseGrantResult | LeaseRevokeResult | LeaseCheckpointResult
-    | LeaseKeepAliveResult | LeaseTimeToLiveResult | LeaseLeasesResult
+    | LeaseKeepAliveResult | LeaseTimeToLiveResult | LeaseLeasesResult | AlarmResult
 )
 
 

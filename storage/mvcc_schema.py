@@ -12,6 +12,7 @@ Layout (one SQLite file per member):
   (plus one primary-key lookup into history per returned value), so current
   reads never scan history.
 - `leases`: granted leases (id, granted TTL, last checkpointed remaining TTL).
+- `alarms`: active alarms (member id, alarm name); see storage/alarms.py.
 - `meta`: applied_index, revision, compact_revision, schema_version. They are
   written in the same transaction as the state they describe, which is what
   makes replay after a crash exactly-once.
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+from storage.alarms import ALARMS_TABLE_SQL
+
+SCHEMA_VERSION = 2
 """Bump with a new step in `_MIGRATIONS` whenever the layout changes."""
 
 META_APPLIED_INDEX = "applied_index"
@@ -80,7 +83,11 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     )
 
 
-_MIGRATIONS = {1: _migrate_to_1}
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    db.execute(ALARMS_TABLE_SQL)
+
+
+_MIGRATIONS = {1: _migrate_to_1, 2: _migrate_to_2}
 
 
 def open_connection(path: Path | str) -> sqlite3.Connection:

@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, final
 
+from cluster.alarm_types import AlarmRequest
 from cluster.errors import (
     BadRequestError,
     CompactedError,
@@ -24,6 +25,7 @@ from cluster.errors import (
     KeyNotFoundError,
     LeaseExistsError,
     LeaseNotFoundError,
+    NoSpaceError,
 )
 from cluster.kv import (
     CompactionRequest,
@@ -47,6 +49,7 @@ from cluster.kv import (
     TxnResult,
     check_duplicate_keys,
 )
+from storage.alarms import NO_SPACE_MESSAGE, apply_alarm, grows_store, nospace_active
 from storage.mvcc_read import (
     COMPACTED_MESSAGE,
     FUTURE_MESSAGE,
@@ -94,6 +97,8 @@ class BatchWriter:
         self._main = revision + 1
         self._sub = 0
         self._txn_base: int | None = None
+        # Read once per batch, then kept current by the alarm requests of the batch.
+        self._nospace = nospace_active(conn)
 
     def apply(self, req: Request) -> Result:
         """Apply one request and return its result.
@@ -107,6 +112,8 @@ class BatchWriter:
         self._sub = 0
         compact_to: int | None = None
         result: Result
+        if self._nospace and grows_store(req):
+            raise NoSpaceError(NO_SPACE_MESSAGE)
         match req:
             case PutRequest():
                 result = self._put(req)
@@ -126,6 +133,9 @@ class BatchWriter:
                 result = self._lease_revoke(req)
             case LeaseCheckpointRequest():
                 result = self._lease_checkpoint(req)
+            case AlarmRequest():
+                result = apply_alarm(self._conn, req)
+                self._nospace = nospace_active(self._conn)
             case _:
                 # Deterministic refusal, not an assertion: a committed entry that
                 # crashed the applier would crash every member on every replay.

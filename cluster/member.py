@@ -23,6 +23,7 @@ import trio
 from actors.applier import Applier
 from actors.client_server import ClientServer
 from actors.events import RaftInput
+from actors.lessor import lessor_for_member
 from actors.raft_node import ApplyBatch, RaftNode
 from actors.read_barrier import ReadBarrier
 from actors.snapshot_transfer import SnapshotReceiver, SnapshotSender
@@ -100,6 +101,11 @@ class Member:
     def leader_id(self) -> int:
         return self.node.view.leader if self.node is not None else NONE
 
+    def client_url_of(self, member_id: int) -> str | None:
+        """A member's native client URL (for forwarding to the leader), None if unknown."""
+        spec = self.cfg.cluster.member_by_id(member_id)
+        return spec.client_url if spec is not None else None
+
     def header(self, revision: int = 0) -> dict[str, int]:
         term = self.node.view.term if self.node is not None else self.raft.term
         return {"cluster_id": self.cluster_id, "member_id": self.id,
@@ -171,6 +177,7 @@ class Member:
                               request_timeout_s=max(2.0, election_s * 3))
         server.add_operation("status", self.status)
         server.add_operation("member_list", self.member_list)
+        lessor = lessor_for_member(self, server, barrier, max(2.0, election_s * 3))
         watch_hub = WatchHub(self, applied, self.name)
         server.add_operation("watch_poll", watch_hub.poll)
         ticker = Ticker(heartbeat_s, inbox_send.clone())
@@ -183,6 +190,7 @@ class Member:
             await nursery.start(watch_hub.run)
             await nursery.start(server.run)
             await nursery.start(ticker.run)
+            await nursery.start(lessor.run)
             log.info("%s serving clients on %s, peers on %s", self.name, self.cfg.me.client_url,
                      self.cfg.me.peer_url)
             task_status.started()

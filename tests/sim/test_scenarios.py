@@ -15,7 +15,7 @@ from cluster.conf_change import ConfChange, ConfChangeType
 from cluster.messages import Message, MessageType, Role
 from tests.sim.cluster import SimCluster
 from tests.sim.network import Faults
-from tests.sim.node import NodeOptions
+from tests.sim.node import NodeOptions, SimNode
 
 ELECTION = 10  # NodeOptions().election_ticks
 
@@ -415,3 +415,61 @@ def test_snapshot_dropped_is_reported_failed_and_resent() -> None:
     c.run_until(lambda: len(laggard.state) >= index, 6 * ELECTION)
     assert len(snaps) >= 3, "a lost snapshot must be reported failed and sent again"
     assert laggard.store.snapshot_meta.index > 1
+
+
+def figure8(c: SimCluster) -> None:
+    """Raft paper Figure 8, scripted: a previous-term entry on a majority is NOT committed.
+
+    S1 (leader, term a) writes X and reaches only S2; S1 dies. A leader S5 of
+    term b > a is elected by the rest and is cut off before its first entry
+    (at X's index) leaves. S1 returns and is re-elected in term c > b; it
+    replicates X to a majority. X must not count as committed until S1's own
+    term-c entry is on a majority, since S5 (last term b > a) could otherwise
+    still be elected and overwrite X. The checkers fire if it does count.
+    Needs 5 members and one entry per AppendEntries, so that X is acknowledged
+    apart from the leader's no-op.
+    """
+    s1 = c.wait_leader()
+    c.write(s1.id)
+    assert s1.raft is not None
+    s2 = _others(c, s1.id)[0]
+    rest = [i for i in _others(c, s1.id) if i != s2]
+    c.partition([s1.id, s2], rest)
+    x = c.propose(s1.id)
+    assert x is not None
+    x_index = s1.raft.log.last_index()
+    c.run_ticks(1)
+    assert c.nodes[s2].raft is not None
+    assert c.nodes[s2].raft.log.term(x_index) == s1.raft.term
+    c.crash(s1.id)
+
+    def rest_leader() -> SimNode | None:
+        return next((c.nodes[i] for i in rest if c.nodes[i].is_leader()), None)
+
+    assert c.run_ticks(6 * ELECTION, stop=lambda: rest_leader() is not None)
+    s5 = rest_leader()
+    assert s5 is not None
+    assert s5.raft is not None
+    c.heal()
+    c.net.isolate(s5.id, c.nodes)  # before its no-op at X's index leaves
+    assert s5.raft.log.term(x_index) == s5.raft.term  # the Figure 8 (c) shape
+    c.restart(s1.id)
+    voters = [s1.id, s2, *[i for i in rest if i != s5.id]]
+
+    def x_holder_leads() -> bool:
+        return any(c.nodes[i].is_leader() for i in (s1.id, s2))
+
+    c.run_until(x_holder_leads, 10 * ELECTION)
+    leader = next(c.nodes[i] for i in (s1.id, s2) if c.nodes[i].is_leader())
+    c.run_until(lambda: all(len(c.nodes[i].state) >= x_index for i in voters), 5 * ELECTION)
+    assert leader.state[x_index - 1] == x
+    c.heal()
+    c.run_until(lambda: len(s5.state) >= x_index, 5 * ELECTION)
+    assert s5.state[x_index - 1] == x  # S5's stale entry was overwritten, never applied
+
+
+def test_figure8_previous_term_entry_committed_only_via_current_term() -> None:
+    c = SimCluster(5, seed=25, options=NodeOptions(entries_per_message_max=1))
+    figure8(c)
+    c.check_liveness()
+    c.check_acked_durable()

@@ -99,14 +99,21 @@ class Chaos:
             self._restart_later(victim)
 
     def on_event(self, node: SimNode) -> None:
-        """Right after an election, before the new leader's first entries leave."""
-        if not self.p_isolate_new or not node.is_leader() or node.raft is None:
+        """Right after an election, before the new leader's first entries leave.
+
+        Clients fail over to a new leader at once, so a read arriving before
+        the leader has committed anything in its term is the common case, not
+        a corner case.
+        """
+        if not node.is_leader() or node.raft is None:
             return
         key = (node.id, node.raft.term)
         if key == self._last_leader:
             return
         self._last_leader = key
-        if self.rng.random() < self.p_isolate_new:
+        if self.rng.random() < self.p_read:
+            self.c.read(node.id)
+        if self.p_isolate_new and self.rng.random() < self.p_isolate_new:
             self.c.net.isolate(node.id, self.c.nodes)
             self.c.after(self.rng.randint(3, 30) * TICK_STEPS, self.c.heal)
 

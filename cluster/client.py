@@ -30,6 +30,7 @@ from typing import TypeVar
 from cluster import client_calls as calls
 from cluster.client_async import AsyncClient
 from cluster.client_calls import Call
+from cluster.client_lease import LeaseKeepAlive, RenewCallback
 from cluster.client_requests import (
     Compare,
     KeyLike,
@@ -196,6 +197,13 @@ class Client:
     def lease_keepalive_once(self, id: int) -> LeaseKeepAliveResult:
         """Refresh a lease once (callers loop themselves, e.g. every ttl/3 seconds)."""
         return self._run(calls.lease_keepalive_call(id))
+
+    def lease_keepalive(self, id: int, *, on_renew: RenewCallback | None = None
+                        ) -> LeaseKeepAlive:
+        """Keep lease `id` alive from a background thread, renewing every TTL/3, until
+        the returned helper is closed (`with c.lease_keepalive(lease_id) as ka: ...`).
+        See `cluster.client_lease` for what `ka.alive` and `ka.lost` mean."""
+        return LeaseKeepAlive(self.endpoints, self.timeout_s, id, on_renew=on_renew)
 
     def lease_timetolive(self, id: int, keys: bool = False) -> LeaseTimeToLiveResult:
         """Remaining TTL of a lease (-1 if gone), optionally with its attached keys."""

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from cluster import client_calls as calls
 from cluster.client_calls import Call
+from cluster.client_lease import AsyncLeaseKeepAlive, RenewCallback
 from cluster.client_requests import (
     Compare,
     KeyLike,
@@ -165,6 +166,12 @@ class AsyncClient:
     async def lease_keepalive_once(self, id: int) -> LeaseKeepAliveResult:
         """Refresh a lease once (callers loop themselves, e.g. every ttl/3 seconds)."""
         return await self._run(calls.lease_keepalive_call(id))
+
+    def lease_keepalive(self, id: int, *, on_renew: RenewCallback | None = None
+                        ) -> AsyncLeaseKeepAlive:
+        """Keep lease `id` alive from a task, renewing every TTL/3:
+        `async with c.lease_keepalive(lease_id) as ka: ...` (or `nursery.start(ka.run)`)."""
+        return AsyncLeaseKeepAlive(self, id, on_renew=on_renew)
 
     async def lease_timetolive(self, id: int, keys: bool = False) -> LeaseTimeToLiveResult:
         """Remaining TTL of a lease (-1 if gone), optionally with its attached keys."""

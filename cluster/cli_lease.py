@@ -6,15 +6,11 @@ id is always the second word of `lease grant`'s output for scripts.
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from cluster import cli_output as out
 from cluster.cli_common import LEASE_ID, Settings, write_out_option
-
-keepalive_interval_s_min = 0.5
-"""Floor of the keep-alive period, so a 1-second lease does not turn into a busy loop."""
+from cluster.client_types import LeaseKeepAliveResult
 
 
 def _lease(lease_id: int) -> str:
@@ -97,18 +93,26 @@ def list_cmd(s: Settings) -> None:
 @write_out_option
 @click.pass_obj
 def keep_alive_cmd(s: Settings, lease_id: int, once: bool) -> None:
-    """Refresh lease ID every third of its TTL until interrupted (Ctrl-C)."""
+    """Refresh lease ID every third of its TTL until interrupted (Ctrl-C).
+
+    Prints one line per renewal. Exits 1 with "lease ID expired or revoked."
+    when the cluster no longer has the lease.
+    """
+
+    def show(r: LeaseKeepAliveResult) -> None:
+        if s.write_out == "json":
+            out.echo_json({"header": out.header_json(r.header), "ID": r.id, "TTL": r.ttl})
+        else:
+            click.echo(f"lease {_lease(r.id)} keepalived with TTL({r.ttl})")
+
     with s.client() as c:
-        try:
-            while True:
-                r = c.lease_keepalive_once(lease_id)
-                if s.write_out == "json":
-                    out.echo_json({"header": out.header_json(r.header), "ID": r.id, "TTL": r.ttl})
-                else:
-                    click.echo(f"lease {_lease(r.id)} kept alive, ttl {r.ttl}s")
-                if once:
-                    return
-                # Pacing, not synchronisation: a third of the TTL leaves two retries of slack.
-                time.sleep(max(r.ttl / 3, keepalive_interval_s_min))
-        except KeyboardInterrupt:
+        if once:
+            show(c.lease_keepalive_once(lease_id))
             return
+        with c.lease_keepalive(lease_id, on_renew=show) as ka:
+            try:
+                ka.wait_lost()
+            except KeyboardInterrupt:
+                return
+    click.echo(f"lease {_lease(lease_id)} expired or revoked.")
+    raise click.exceptions.Exit(1)

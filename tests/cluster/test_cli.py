@@ -164,9 +164,18 @@ def test_compaction_and_leases(fakes: list[FakeMember]) -> None:
     assert grant == f"lease {lease_id} granted, ttl 60s\n"
     assert run(fakes, "lease", "list").stdout == f"found 1 leases\n{lease_id}\n"
     assert "remaining ttl 60s" in run(fakes, "lease", "timetolive", lease_id).stdout
-    assert "ttl 60s" in run(fakes, "lease", "keep-alive", lease_id, "--once").stdout
+    assert "keepalived with TTL(60)" in run(fakes, "lease", "keep-alive", lease_id,
+                                            "--once").stdout
     assert run(fakes, "lease", "revoke", lease_id).stdout == f"lease {lease_id} revoked\n"
     assert fakes[0].requests[-1] == {"v": 1, "op": "lease_revoke", "id": int(lease_id, 16)}
+
+
+def test_lease_keep_alive_exits_1_when_the_lease_is_gone(fakes: list[FakeMember]) -> None:
+    lease_id = run(fakes, "lease", "grant", "1").stdout.split()[1]
+    for f in fakes:
+        f.script("lease_keepalive", Script(error=ErrorCode.LEASE_NOT_FOUND, times=None))
+    result = run(fakes, "lease", "keep-alive", lease_id)
+    assert (result.exit_code, result.stdout) == (1, f"lease {lease_id} expired or revoked.\n")
 
 
 @pytest.mark.parametrize(("code", "exit_code"), [

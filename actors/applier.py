@@ -19,8 +19,10 @@ from actors.events import RaftInput, SnapshotTaken
 from actors.raft_node import ApplyBatch
 from actors.wait import AppliedIndex, WaitRegistry
 from cluster import codec, kv
+from cluster.conf_change import ConfChange
 from cluster.errors import BadRequestError, EtcdliteError
 from cluster.messages import ConfState, EntryType, SnapshotMeta
+from storage.members import member_change_from
 from storage.mvcc import MvccStore
 from storage.snapshots import SnapshotStore
 
@@ -126,13 +128,17 @@ class Applier:
         items: list[tuple[int, Any]] = []
         waiters: list[int | None] = []
         for e in entries:
-            request, rid = None, None
-            if e.type is EntryType.NORMAL and e.data:
-                try:
+            request: Any = None
+            rid: int | None = None
+            try:
+                if e.type is EntryType.NORMAL and e.data:
                     rid, request = decode_proposal(e.data)
-                except EtcdliteError as exc:
-                    # Deterministic on every member: the entry becomes a no-op.
-                    log.error("%s skipped malformed entry %d: %s", self._name, e.index, exc)
+                elif e.type is EntryType.CONF_CHANGE:
+                    request = member_change_from(ConfChange.from_bytes(e.data))
+                    rid = request.request_id or None
+            except EtcdliteError as exc:
+                # Deterministic on every member: the entry becomes a no-op.
+                log.error("%s skipped malformed entry %d: %s", self._name, e.index, exc)
             items.append((e.index, request))
             waiters.append(rid)
         results = self._mvcc.apply(items)

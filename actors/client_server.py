@@ -34,7 +34,7 @@ from cluster.errors import (
     TimeoutError_,
     UnknownOperationError,
 )
-from cluster.messages import NONE
+from cluster.messages import NONE, EntryType
 
 log = logging.getLogger("etcdlite.server")
 
@@ -137,15 +137,24 @@ class ClientServer:
     async def propose(self, request: Any) -> dict[str, Any]:
         """Put `request` through the log and answer with this member's apply result."""
         request = self._member.prepare_proposal(request)
+        result = await self.propose_entry(lambda rid: encode_proposal(rid, request))
+        return {"header": self._member.header(getattr(result, "revision", 0)),
+                **kv.result_to_wire(result)}
+
+    async def propose_entry(self, make_data: Callable[[int], bytes],
+                            entry_type: EntryType = EntryType.NORMAL) -> Any:
+        """Propose one log entry and wait for this member to apply it.
+
+        `make_data` gets the request id the applier will report the result under.
+        """
         if self._member.leader_id() == NONE:
             raise NoLeaderError("no leader; try again or another endpoint")
         rid = next(self._ids)
         slot = self._waits.register(rid)
-        await self._inbox.send(Propose(rid, encode_proposal(rid, request)))
+        await self._inbox.send(Propose(rid, make_data(rid), entry_type))
         ok, result = await self._waits.wait(rid, slot, self._request_timeout_s)
         if not ok:
             raise TimeoutError_("request timed out; it may or may not have been applied")
         if isinstance(result, EtcdliteError):
             raise result
-        return {"header": self._member.header(getattr(result, "revision", 0)),
-                **kv.result_to_wire(result)}
+        return result

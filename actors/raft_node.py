@@ -70,6 +70,7 @@ class RaftView:
     commit_index: int
     last_index: int
     conf: ConfState
+    match: dict[int, int]  # leader only: how far each member's log is known to match
 
 
 class RaftNode:
@@ -92,11 +93,17 @@ class RaftNode:
         self._on_conf_change = on_conf_change
         self._proposals: list[Propose] = []
         self.view = self._make_view()
+        self._view_changed = trio.Event()
+
+    async def wait_view_change(self) -> None:
+        """Return after the next Ready has been processed (role, leader, term may differ)."""
+        await self._view_changed.wait()
 
     def _make_view(self) -> RaftView:
         r = self._raft
+        match = {pid: pr.match for pid, pr in r.progress.items()} if r.role is Role.LEADER else {}
         return RaftView(r.id, r.role, r.leader, r.term, r.log.committed, r.log.last_index(),
-                        r.conf)
+                        r.conf, match)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> NoReturn:
@@ -173,6 +180,8 @@ class RaftNode:
                 await self._apply_out.send(ApplyBatch(rd.committed_entries, raft.conf))
             raft.advance(rd)
             self.view = self._make_view()
+            self._view_changed.set()
+            self._view_changed = trio.Event()
 
     async def _install_snapshot(self, rd: Ready) -> None:
         """Replace the applied state by a received snapshot BEFORE the WAL records it.

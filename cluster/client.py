@@ -66,13 +66,22 @@ from cluster.client_types import (
     Status,
     TxnResult,
 )
+from cluster.client_watch import AsyncWatch, Watch
+from cluster.client_watch_state import (
+    Event,
+    EventType,
+    WatchResponse,
+    new_watch_state,
+    poll_timeout_s_default,
+)
 
 __all__ = [
-    "DEFAULT_ENDPOINTS", "AsyncClient", "Client", "CompactResult", "Compare", "DeleteResult",
+    "DEFAULT_ENDPOINTS", "AsyncClient", "AsyncWatch", "Client", "CompactResult", "Compare",
+    "DeleteResult", "Event", "EventType",
     "KeyLike", "KeyValue", "LeaseGrantResult", "LeaseKeepAliveResult", "LeaseLeasesResult",
     "LeaseRevokeResult", "LeaseTimeToLiveResult", "Member", "MemberListResult", "Op",
     "PutResult", "RangeResult", "ResponseHeader", "SortOrder", "SortTarget", "Status",
-    "TxnResult", "prefix_range_end", "resolve_endpoints",
+    "TxnResult", "Watch", "WatchResponse", "prefix_range_end", "resolve_endpoints",
 ]
 
 R = TypeVar("R")
@@ -222,6 +231,56 @@ class Client:
     def member_list(self) -> MemberListResult:
         """Every member of the cluster. A read."""
         return self._run(calls.member_list_call())
+
+    def member_add(self, name: str, peer_urls: Sequence[str],
+                   client_urls: Sequence[str] = (), *, is_learner: bool = False
+                   ) -> MemberListResult:
+        """Add a member (as a learner with `is_learner`); `.member` is the new one."""
+        return self._run(calls.member_add_call(name, list(peer_urls), list(client_urls),
+                                                     is_learner))
+
+    def member_remove(self, member_id: int) -> MemberListResult:
+        """Remove a member (the leader too: it steps down once the removal is applied)."""
+        return self._run(calls.member_remove_call(member_id))
+
+    def member_promote(self, member_id: int) -> MemberListResult:
+        """Make a caught-up learner a voter (refused while it lags the leader)."""
+        return self._run(calls.member_promote_call(member_id))
+
+    def member_update(self, member_id: int, peer_urls: Sequence[str]) -> MemberListResult:
+        """Change a member's peer URLs."""
+        return self._run(calls.member_update_call(member_id, list(peer_urls)))
+
+    def move_leader(self, target: int) -> ResponseHeader:
+        """Hand leadership to voter `target` (etcd's MoveLeader); returns once it leads."""
+        return self._run(calls.move_leader_call(target))
+
+    def watch(
+        self,
+        key: KeyLike,
+        *,
+        range_end: KeyLike | None = None,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        filters: Sequence[str] = (),
+        progress_notify: bool = False,
+        watch_id: int | None = None,
+        poll_timeout_s: float = poll_timeout_s_default,
+    ) -> Watch:
+        """Watch a key or range from `start_revision` (0 = from now): an iterator of
+        `WatchResponse`, ordered, each event once, none missing, resumed on another
+        endpoint when its member fails (cluster.client_watch). `filters`: "noput",
+        "nodelete". The first poll is made here, within the client's deadline.
+
+        Raises:
+            UnavailableError / TimeoutError_: no endpoint answered the first poll.
+        """
+        return Watch(new_watch_state(
+            self.endpoints, key, range_end=range_end, prefix=prefix,
+            start_revision=start_revision, prev_kv=prev_kv, filters=filters,
+            progress_notify=progress_notify, watch_id=watch_id, poll_timeout_s=poll_timeout_s,
+        ), self.timeout_s)
 
     def close(self) -> None:
         """Close every socket; the client must not be used afterwards."""

@@ -37,11 +37,14 @@ from cluster.client_types import (
     MemberListResult,
     PutResult,
     RangeResult,
+    ResponseHeader,
     SortOrder,
     SortTarget,
     Status,
     TxnResult,
 )
+from cluster.client_watch import AsyncWatch
+from cluster.client_watch_state import new_watch_state, poll_timeout_s_default
 
 R = TypeVar("R")
 
@@ -190,6 +193,50 @@ class AsyncClient:
     async def member_list(self) -> MemberListResult:
         """Every member of the cluster. A read."""
         return await self._run(calls.member_list_call())
+
+    async def member_add(self, name: str, peer_urls: Sequence[str],
+                   client_urls: Sequence[str] = (), *, is_learner: bool = False
+                   ) -> MemberListResult:
+        """Add a member (as a learner with `is_learner`); `.member` is the new one."""
+        return await self._run(calls.member_add_call(name, list(peer_urls), list(client_urls),
+                                                     is_learner))
+
+    async def member_remove(self, member_id: int) -> MemberListResult:
+        """Remove a member (the leader too: it steps down once the removal is applied)."""
+        return await self._run(calls.member_remove_call(member_id))
+
+    async def member_promote(self, member_id: int) -> MemberListResult:
+        """Make a caught-up learner a voter (refused while it lags the leader)."""
+        return await self._run(calls.member_promote_call(member_id))
+
+    async def member_update(self, member_id: int, peer_urls: Sequence[str]) -> MemberListResult:
+        """Change a member's peer URLs."""
+        return await self._run(calls.member_update_call(member_id, list(peer_urls)))
+
+    async def move_leader(self, target: int) -> ResponseHeader:
+        """Hand leadership to voter `target` (etcd's MoveLeader); returns once it leads."""
+        return await self._run(calls.move_leader_call(target))
+
+    def watch(
+        self,
+        key: KeyLike,
+        *,
+        range_end: KeyLike | None = None,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        filters: Sequence[str] = (),
+        progress_notify: bool = False,
+        watch_id: int | None = None,
+        poll_timeout_s: float = poll_timeout_s_default,
+    ) -> AsyncWatch:
+        """`Client.watch` for trio: `async with client.watch("k") as w: async for r in w:`.
+        The first poll is made on entering the block (or at the first `__anext__`)."""
+        return AsyncWatch(new_watch_state(
+            self.endpoints, key, range_end=range_end, prefix=prefix,
+            start_revision=start_revision, prev_kv=prev_kv, filters=filters,
+            progress_notify=progress_notify, watch_id=watch_id, poll_timeout_s=poll_timeout_s,
+        ), self.timeout_s)
 
     def close(self) -> None:
         """Close every socket; the client must not be used afterwards."""

@@ -24,6 +24,7 @@ from cluster.client_types import (
     MemberListResult,
     PutResult,
     RangeResult,
+    ResponseHeader,
     Status,
     TxnResult,
 )
@@ -108,3 +109,27 @@ def status_call() -> Call[Status]:
 
 def member_list_call() -> Call[MemberListResult]:
     return Call("member_list", {}, replies.parse_member_list, read=True)
+
+
+def member_add_call(name: str, peer_urls: list[str], client_urls: list[str],
+                    is_learner: bool) -> Call[MemberListResult]:
+    args = {"name": name, "peer_urls": peer_urls, "client_urls": client_urls,
+            "is_learner": is_learner}
+    return Call("member_add", args, replies.parse_member_list, read=False)
+
+
+def member_remove_call(member_id: int) -> Call[MemberListResult]:
+    return Call("member_remove", {"id": member_id}, replies.parse_member_list, read=False)
+
+
+def member_promote_call(member_id: int) -> Call[MemberListResult]:
+    return Call("member_promote", {"id": member_id}, replies.parse_member_list, read=False)
+
+
+def member_update_call(member_id: int, peer_urls: list[str]) -> Call[MemberListResult]:
+    return Call("member_update", {"id": member_id, "peer_urls": peer_urls},
+                replies.parse_member_list, read=False)
+
+
+def move_leader_call(target: int) -> Call[ResponseHeader]:
+    return Call("move_leader", {"target": target}, replies.parse_header_only, read=False)

@@ -225,15 +225,22 @@ def _strs(m: dict[str, Any], name: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _member(w: Any) -> Member:
+    m = _map(w, "member")
+    return Member(
+        id=_field(m, "id", int),
+        name=_field(m, "name", str, default=""),
+        peer_urls=_strs(m, "peer_urls"),
+        client_urls=_strs(m, "client_urls"),
+        is_learner=_field(m, "is_learner", bool, default=False),
+    )
+
+
 def parse_member_list(reply: dict[str, Any], endpoint: str) -> MemberListResult:
-    members = []
-    for w in _list(reply, "members"):
-        m = _map(w, "member")
-        members.append(Member(
-            id=_field(m, "id", int),
-            name=_field(m, "name", str, default=""),
-            peer_urls=_strs(m, "peer_urls"),
-            client_urls=_strs(m, "client_urls"),
-            is_learner=_field(m, "is_learner", bool, default=False),
-        ))
-    return MemberListResult(header=parse_header(reply), members=tuple(members))
+    members = tuple(_member(w) for w in _list(reply, "members"))
+    added = _member(reply["member"]) if reply.get("member") is not None else None
+    return MemberListResult(header=parse_header(reply), members=members, member=added)
+
+
+def parse_header_only(reply: dict[str, Any], endpoint: str) -> ResponseHeader:
+    return parse_header(reply)

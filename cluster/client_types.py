@@ -209,3 +209,4 @@ class MemberListResult:
 
     header: ResponseHeader
     members: tuple[Member, ...]
+    member: Member | None = None  # the member a member_add created

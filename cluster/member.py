@@ -24,6 +24,7 @@ from actors.applier import Applier
 from actors.client_server import ClientServer
 from actors.events import RaftInput
 from actors.lessor import lessor_for_member
+from actors.membership import Membership
 from actors.raft_node import ApplyBatch, RaftNode
 from actors.read_barrier import ReadBarrier
 from actors.snapshot_transfer import SnapshotReceiver, SnapshotSender
@@ -32,11 +33,14 @@ from actors.transport import PeerTransport
 from actors.wait import AppliedIndex, WaitRegistry
 from actors.watch import WatchHub
 from cluster import kv, limits
-from cluster.conf_change import ConfChange
+from cluster.conf_change import ConfChange, ConfChangeType
 from cluster.config import MemberConfig, resolve_member_config
-from cluster.messages import NONE, ConfState, EntryType, Role
+from cluster.errors import EtcdliteError
+from cluster.messages import NONE, ConfState, Entry, EntryType, HardState, Role
 from cluster.raft import Raft, RaftConfig
+from storage.members import conf_change_context, member_change_from
 from storage.mvcc import MvccStore
+from storage.protocols import BootState
 from storage.snapshots import SnapshotStore
 from storage.wal import SqliteWal
 
@@ -56,19 +60,27 @@ class Member:
         self.cfg = cfg
         self.name = cfg.me.name
         self.id = cfg.me.member_id
-        self.cluster_id = cfg.cluster.cluster_id
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.wal = SqliteWal(cfg.data_dir / "wal.db")
         self._check_identity()
         self.mvcc = MvccStore(cfg.data_dir / "state.db")
         self.snapshots = SnapshotStore(cfg.data_dir / "snapshots")
         boot = self.wal.load()
+        if self._is_blank(boot) and cfg.cluster.state == "new":
+            self.wal.save(*self._bootstrap_entries())
+            boot = self.wal.load()
+        # Membership: what the applied state knows, then committed changes still in the log.
         conf = boot.snapshot_meta.conf
-        if not conf.voters:
-            conf = ConfState(voters=frozenset(m.member_id for m in cfg.cluster.members))
-        for e in boot.entries:  # membership changes already committed before the crash
+        self.peer_urls: dict[int, str] = {}
+        for m in self.mvcc.members():
+            self.peer_urls[m.id] = m.peer_urls[0]
+        if not self.peer_urls:  # joining, or bootstrapping: the configured peers
+            self.peer_urls = {m.member_id: m.peer_url for m in cfg.cluster.members}
+        for e in boot.entries:
             if e.type is EntryType.CONF_CHANGE and e.index <= boot.hard_state.commit:
-                conf = ConfChange.from_bytes(e.data).apply_to(conf)
+                change = ConfChange.from_bytes(e.data)
+                conf = change.apply_to(conf)
+                self._track_peer(change)
         c = cfg.cluster
         election_ticks = max(2, c.election_timeout_ms // c.heartbeat_interval_ms)
         self.raft = Raft(
@@ -76,21 +88,57 @@ class Member:
             hard_state=boot.hard_state, snapshot_meta=boot.snapshot_meta, entries=boot.entries,
             conf=conf, rng=random.Random(os.urandom(16)),
             applied=self.mvcc.applied_index)
-        self.peer_urls = {m.member_id: m.peer_url for m in cfg.cluster.members}
         self.node: RaftNode | None = None
+        self.transport: PeerTransport | None = None
+        self.membership: Membership | None = None
         self._rng = random.Random(os.urandom(16))
         log.info("%s starting: id=%x cluster=%x term=%d commit=%d applied=%d revision=%d",
                  self.name, self.id, self.cluster_id, boot.hard_state.term,
                  boot.hard_state.commit, self.mvcc.applied_index, self.mvcc.revision)
 
+    @property
+    def cluster_id(self) -> int:
+        """The id the bootstrap entries recorded; the configured one until they are applied."""
+        return self.mvcc.cluster_id() or self.cfg.cluster.cluster_id
+
+    @staticmethod
+    def _is_blank(boot: BootState) -> bool:
+        return (boot.hard_state == HardState() and not boot.entries
+                and boot.snapshot_meta.index == 0)
+
+    def _bootstrap_entries(self) -> tuple[HardState, list[Entry]]:
+        """The first log of a new cluster: one ADD_NODE per initial member, committed.
+
+        Every initial member writes the same entries (same order, term 1), so their
+        logs match from the start, and membership is in the log and in snapshots
+        like any later change (etcd bootstraps the same way).
+        """
+        members = sorted(self.cfg.cluster.members, key=lambda m: m.member_id)
+        entries = [
+            Entry(i + 1, 1, EntryType.CONF_CHANGE, ConfChange(
+                ConfChangeType.ADD_NODE, m.member_id, conf_change_context(
+                    name=m.name, peer_urls=[m.peer_url], client_urls=[m.client_url],
+                    cluster_id=self.cfg.cluster.cluster_id)).to_bytes())
+            for i, m in enumerate(members)]
+        return HardState(term=1, vote=0, commit=len(entries)), entries
+
+    def _track_peer(self, change: ConfChange) -> None:
+        try:
+            mc = member_change_from(change)
+        except EtcdliteError:
+            return
+        if change.type is ConfChangeType.REMOVE_NODE:
+            self.peer_urls.pop(change.node_id, None)
+        elif mc.peer_urls:
+            self.peer_urls[change.node_id] = mc.peer_urls[0]
+
     def _check_identity(self) -> None:
-        for key, want in (("member_id", str(self.id)), ("cluster_id", str(self.cluster_id))):
-            have = self.wal.get_meta(key)
-            if have is None:
-                self.wal.set_meta(key, want)
-            elif have != want:
-                raise IdentityMismatchError(
-                    f"{self.cfg.data_dir} holds {key} {have}, this member is {want}")
+        have = self.wal.get_meta("member_id")
+        if have is None:
+            self.wal.set_meta("member_id", str(self.id))
+        elif have != str(self.id):
+            raise IdentityMismatchError(
+                f"{self.cfg.data_dir} holds member {int(have):x}, this member is {self.id:x}")
 
     def close(self) -> None:
         self.mvcc.close()
@@ -133,19 +181,29 @@ class Member:
             "voters": sorted(voters), "is_learner": self.id in learners,
         }
 
-    async def member_list(self, _body: dict[str, Any]) -> dict[str, Any]:
-        conf = self.node.view.conf if self.node is not None else self.raft.conf
-        members = []
-        for m in self.cfg.cluster.members:
-            if m.member_id in conf.voters or m.member_id in conf.learners:
-                members.append({"id": m.member_id, "name": m.name, "peer_urls": [m.peer_url],
-                                "client_urls": [m.client_url],
-                                "is_learner": m.member_id in conf.learners})
-        return {"header": self.header(), "members": members}
-
     def _on_conf_change(self, conf: ConfState, change: ConfChange) -> None:
+        self._track_peer(change)
+        members = conf.voters | conf.learners
+        if self.transport is not None:
+            self.transport.update_peers({pid: url for pid, url in self.peer_urls.items()
+                                         if pid in members and pid != self.id})
         log.info("%s membership now voters=%s learners=%s", self.name,
                  sorted(f"{v:x}" for v in conf.voters), sorted(f"{v:x}" for v in conf.learners))
+        if self.id not in members and self.raft.log.applied > 0:
+            log.info("%s has been removed from the cluster", self.name)
+
+    async def hand_over_leadership(self) -> None:
+        """A stopping leader passes leadership on, so the cluster skips an election timeout."""
+        if self.node is None or self.membership is None or self.node.view.role is not Role.LEADER:
+            return
+        target = self.membership.best_transferee()
+        if target == NONE:
+            return
+        try:
+            await self.membership.transfer_to(target)
+            log.info("%s handed leadership to %x before stopping", self.name, target)
+        except EtcdliteError as exc:
+            log.warning("%s could not hand over leadership: %s", self.name, exc.message)
 
     # --- running ----------------------------------------------------------------------
 
@@ -163,6 +221,7 @@ class Member:
         sender = SnapshotSender(self.id, self.snapshots, self.peer_urls, inbox_send.clone())
         transport = PeerTransport(self.id, self.cfg.me.peer_url, peers, inbox_send.clone(),
                                   receiver)
+        self.transport = transport
         self.node = RaftNode(self.raft, self.wal, transport, inbox_recv, apply_send, waits,
                              self.name, self._on_conf_change, self.snapshots, sender,
                              log_tail_entries=min(limits.log_tail_entries, c.snapshot_count))
@@ -176,7 +235,12 @@ class Member:
                               max_request_bytes=c.max_request_bytes, max_txn_ops=c.max_txn_ops,
                               request_timeout_s=max(2.0, election_s * 3))
         server.add_operation("status", self.status)
-        server.add_operation("member_list", self.member_list)
+        node = self.node
+        self.membership = Membership(
+            server=server, mvcc=self.mvcc, view=lambda: node.view,
+            wait_view_change=node.wait_view_change, header=self.header,
+            inbox=inbox_send.clone(), token=c.token, transfer_timeout_s=election_s * 2)
+        self.membership.install()
         lessor = lessor_for_member(self, server, barrier, max(2.0, election_s * 3))
         watch_hub = WatchHub(self, applied, self.name)
         server.add_operation("watch_poll", watch_hub.poll)
@@ -204,6 +268,7 @@ async def _serve(cfg: MemberConfig) -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     log.info("%s stopping on %s", member.name, signal.Signals(signum).name)
+                    await member.hand_over_leadership()
                     nursery.cancel_scope.cancel()
                     break
     finally:

@@ -27,6 +27,15 @@ from typing import final
 
 from cluster.errors import CompactedError, EtcdliteError, FutureRevisionError
 from cluster.kv import KeyValue, RangeRequest, RangeResult, Request, Result
+from storage.members import (
+    MemberChange,
+    MemberRecord,
+    apply_member_change,
+    cluster_id_of,
+    ensure_members_schema,
+    is_removed,
+    list_members,
+)
 from storage.mvcc_read import COMPACTED_MESSAGE, FUTURE_MESSAGE, key_condition, range_kvs
 from storage.mvcc_schema import (
     META_APPLIED_INDEX,
@@ -85,6 +94,7 @@ class MvccStore:
         self._path = Path(path)
         self._conn = open_connection(self._path)
         ensure_schema(self._conn)
+        ensure_members_schema(self._conn)
         self._reader = open_connection(self._path)
         self._reader.execute(f"PRAGMA busy_timeout={_READER_BUSY_TIMEOUT_MS}")
         meta = read_meta(self._conn)
@@ -171,7 +181,10 @@ class MvccStore:
                     continue
                 conn.execute("SAVEPOINT request")
                 try:
-                    results[position] = writer.apply(req)
+                    if isinstance(req, MemberChange):
+                        results[position] = apply_member_change(conn, req)  # type: ignore[assignment]
+                    else:
+                        results[position] = writer.apply(req)
                 except EtcdliteError as err:
                     conn.execute("ROLLBACK TO request")
                     results[position] = err
@@ -379,10 +392,21 @@ class MvccStore:
         finally:
             source.close()
         ensure_schema(self._conn)
+        ensure_members_schema(self._conn)
         meta = read_meta(self._conn)
         self._applied_index = meta[META_APPLIED_INDEX]
         self._revision = meta[META_REVISION]
         self._compact_revision = meta[META_COMPACT_REVISION]
+
+    def members(self) -> list[MemberRecord]:
+        """The applied membership (id order)."""
+        return list_members(self._reader)
+
+    def cluster_id(self) -> int:
+        return cluster_id_of(self._reader)
+
+    def is_removed_member(self, member_id: int) -> bool:
+        return is_removed(self._reader, member_id)
 
     def defragment(self) -> None:
         """Rewrite the file without free pages (VACUUM), like etcd's defrag.

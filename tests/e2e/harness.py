@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cluster.client import Client
-from cluster.config import ClusterConfig, dump_toml, local_cluster_ipc
+from cluster.config import (
+    ClusterConfig,
+    MemberSpec,
+    cluster_id_for,
+    dump_toml,
+    local_cluster_ipc,
+    member_spec,
+)
 from cluster.errors import EtcdliteError
 
 T = TypeVar("T")
@@ -67,6 +74,18 @@ class ProcessCluster:
 
     def name_of(self, member_id: int) -> str:
         return next(m.name for m in self.config.members if m.member_id == member_id)
+
+    def add_member_spec(self, name: str) -> MemberSpec:
+        """Describe a new member (not started, not yet added to the cluster) and make every
+        later start use a config that lists it, with initial-cluster-state existing."""
+        spec = member_spec(name, f"ipc://{self.root}/{name}-peer.ipc",
+                           f"ipc://{self.root}/{name}-client.ipc", token=self.config.token)
+        members = (*self.config.members, spec)
+        self.config = dataclasses.replace(
+            self.config, members=members, state="existing",
+            cluster_id=cluster_id_for(self.config.token, [m.member_id for m in members]))
+        self.config_path.write_text(dump_toml(self.config))
+        return spec
 
     def log_path(self, name: str) -> Path:
         return self.root / f"{name}.log"

@@ -232,6 +232,29 @@ class Client:
         """Every member of the cluster. A read."""
         return self._run(calls.member_list_call())
 
+    def member_add(self, name: str, peer_urls: Sequence[str],
+                   client_urls: Sequence[str] = (), *, is_learner: bool = False
+                   ) -> MemberListResult:
+        """Add a member (as a learner with `is_learner`); `.member` is the new one."""
+        return self._run(calls.member_add_call(name, list(peer_urls), list(client_urls),
+                                                     is_learner))
+
+    def member_remove(self, member_id: int) -> MemberListResult:
+        """Remove a member (the leader too: it steps down once the removal is applied)."""
+        return self._run(calls.member_remove_call(member_id))
+
+    def member_promote(self, member_id: int) -> MemberListResult:
+        """Make a caught-up learner a voter (refused while it lags the leader)."""
+        return self._run(calls.member_promote_call(member_id))
+
+    def member_update(self, member_id: int, peer_urls: Sequence[str]) -> MemberListResult:
+        """Change a member's peer URLs."""
+        return self._run(calls.member_update_call(member_id, list(peer_urls)))
+
+    def move_leader(self, target: int) -> ResponseHeader:
+        """Hand leadership to voter `target` (etcd's MoveLeader); returns once it leads."""
+        return self._run(calls.move_leader_call(target))
+
     def watch(
         self,
         key: KeyLike,

@@ -21,6 +21,7 @@ from cluster import cli_output as out
 from cluster.cli_common import LEASE_ID, ErrorMappingGroup, Settings, arg_bytes, write_out_option
 from cluster.cli_lease import lease_group
 from cluster.cli_member import member_group, move_leader_cmd
+from cluster.cli_watch import watch_cmd
 from cluster.client_transport import ENDPOINTS_ENV, resolve_endpoints
 from cluster.errors import EtcdliteError, UnavailableError
 
@@ -272,6 +273,7 @@ def endpoint_health_cmd(s: Settings) -> None:
 cli.add_command(lease_group)
 cli.add_command(member_group)
 cli.add_command(move_leader_cmd)
+cli.add_command(watch_cmd)
 
 
 def main() -> None:

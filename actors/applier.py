@@ -69,6 +69,9 @@ class Applier:
         self._after_apply = after_apply
         self._batch_count = 0
         self._entry_count = 0
+        # Held while a batch is applied. Maintenance that rewrites state.db under the
+        # store (defragment) takes it, so that no batch is applied meanwhile.
+        self.exclusive = trio.Lock()
 
     def statistics(self) -> ApplierStatistics:
         return ApplierStatistics(self._batch_count, self._entry_count, self._applied.index)
@@ -78,28 +81,32 @@ class Applier:
         task_status.started()
         async with self._batches, self._raft_inbox:
             async for batch in self._batches:
-                if batch.snapshot is not None:
-                    self._install(batch)
-                    continue
-                entries = list(batch.entries)
-                conf = batch.conf_after
-                while True:  # coalesce queued batches into one transaction
-                    try:
-                        more = self._batches.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    if more.snapshot is not None:
-                        self.apply_entries(entries)
-                        entries, conf = [], more.conf_after
-                        self._install(more)
-                        continue
-                    entries.extend(more.entries)
-                    conf = more.conf_after
-                if entries:
-                    self.apply_entries(entries)
-                    self._maybe_snapshot(entries[-1].term, conf)
+                async with self.exclusive:
+                    self._apply_batch(batch)
                 await trio.lowlevel.checkpoint()
         raise AssertionError("applier should never complete")
+
+    def _apply_batch(self, batch: ApplyBatch) -> None:
+        if batch.snapshot is not None:
+            self._install(batch)
+            return
+        entries = list(batch.entries)
+        conf = batch.conf_after
+        while True:  # coalesce queued batches into one transaction
+            try:
+                more = self._batches.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if more.snapshot is not None:
+                self.apply_entries(entries)
+                entries, conf = [], more.conf_after
+                self._install(more)
+                continue
+            entries.extend(more.entries)
+            conf = more.conf_after
+        if entries:
+            self.apply_entries(entries)
+            self._maybe_snapshot(entries[-1].term, conf)
 
     def _install(self, batch: ApplyBatch) -> None:
         assert batch.snapshot is not None

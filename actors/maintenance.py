@@ -153,7 +153,7 @@ class Maintenance:
                     await self._propose(AlarmRequest(AlarmAction.ACTIVATE, self._member.id,
                                                      AlarmType.NOSPACE))
                     self._alarms_proposed += 1
-                    log.warning("%s raised alarm NOSPACE: db size %d > quota %d",
+                    log.warning("%s raised alarm NOSPACE: db size %d, quota %d",
                                 self._member.name, self._mvcc.db_size_bytes,
                                 self._quota_bytes)
                 except EtcdliteError as exc:

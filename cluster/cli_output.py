@@ -137,13 +137,13 @@ def print_delete(fmt: str, r: DeleteResult) -> None:
 
 
 _STATUS_HEADERS = ("ENDPOINT", "ID", "NAME", "ROLE", "LEADER", "TERM", "COMMIT INDEX",
-                   "APPLIED INDEX", "REVISION", "DB SIZE")
+                   "APPLIED INDEX", "REVISION", "DB SIZE", "DB SIZE IN USE", "ERRORS")
 
 
 def _status_row(s: Status) -> tuple[object, ...]:
     return (s.endpoint, f"{s.member_id:x}", s.name, s.role + (" (learner)" if s.is_learner else ""),
             f"{s.leader:x}", s.term, s.commit_index, s.applied_index, s.revision,
-            human_bytes(s.db_size))
+            human_bytes(s.db_size), human_bytes(s.db_size_in_use), ", ".join(s.errors))
 
 
 def print_status(fmt: str, statuses: Sequence[Status]) -> None:
@@ -154,13 +154,16 @@ def print_status(fmt: str, statuses: Sequence[Status]) -> None:
             "raftIndex": s.commit_index, "raftTerm": s.term,
             "raftAppliedIndex": s.applied_index, "revision": s.revision,
             "compactRevision": s.compact_revision, "voters": list(s.voters),
-            "isLearner": s.is_learner,
+            "isLearner": s.is_learner, "dbSizeInUse": s.db_size_in_use,
+            "errors": list(s.errors),
         }} for s in statuses])
     elif fmt == "table":
         echo_table(_STATUS_HEADERS, [_status_row(s) for s in statuses])
     else:
         for s in statuses:
-            click.echo(", ".join(str(c) for c in _status_row(s)))
+            # etcdctl's simple line ends with the errors; ours omits the in-use size.
+            row = _status_row(s)
+            click.echo(", ".join(str(c) for c in (*row[:10], *(row[11:] if s.errors else ()))))
 
 
 def print_health(fmt: str, checks: Sequence[tuple[str, bool, float, str]]) -> None:

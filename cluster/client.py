@@ -23,11 +23,13 @@ arguments rejected before sending.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TypeVar
 
 from cluster import client_calls as calls
+from cluster import client_maintenance as maint
 from cluster.client_async import AsyncClient
 from cluster.client_calls import Call
 from cluster.client_lease import LeaseKeepAlive, RenewCallback
@@ -281,6 +283,39 @@ class Client:
             start_revision=start_revision, prev_kv=prev_kv, filters=filters,
             progress_notify=progress_notify, watch_id=watch_id, poll_timeout_s=poll_timeout_s,
         ), self.timeout_s)
+
+    # --- maintenance (cluster.client_maintenance) --------------------------------------
+
+    def alarm_list(self) -> maint.AlarmResponse:
+        """Every active alarm (NOSPACE, CORRUPT) with the member that raised it. A read."""
+        return self._run(maint.alarm_list_call())
+
+    def alarm_disarm(self, member_id: int = 0, alarm: str = "NONE") -> maint.AlarmResponse:
+        """Clear alarms through the log (0 / "NONE": any member / any type); returns the
+        alarms cleared. Free space first (compact, defragment) or NOSPACE comes back."""
+        return self._run(maint.alarm_disarm_call(member_id, alarm))
+
+    def defragment(self, endpoint: str) -> maint.DefragmentResult:
+        """Rewrite one member's state.db without free pages. It applies no write until
+        done (reads go on), so defragment members one at a time."""
+        return self._run(maint.defragment_call(), resolve_endpoints([endpoint])[0])
+
+    def hash_kv(self, endpoint: str, revision: int = 0) -> maint.HashKVResult:
+        """One member's hash of its MVCC history at `revision` (0 = current): members
+        that agree hash equal at the same revision and compact revision."""
+        return self._run(maint.hash_kv_call(revision), resolve_endpoints([endpoint])[0])
+
+    def health(self, endpoint: str, timeout_ms: int = 0) -> maint.HealthResult:
+        """Whether one member has a leader, serves a linearizable read in time and has
+        no alarm; `.reason` says why not."""
+        return self._run(maint.health_call(timeout_ms), resolve_endpoints([endpoint])[0])
+
+    def snapshot_save(self, path: str | os.PathLike[str], endpoint: str | None = None
+                      ) -> maint.SnapshotInfo:
+        """Save a consistent copy of one member's state.db to `path`, checked against
+        its sha256 (written to `<path>.part` first, renamed when complete)."""
+        pinned = None if endpoint is None else resolve_endpoints([endpoint])[0]
+        return maint.save_snapshot(self._run, path, pinned)
 
     def close(self) -> None:
         """Close every socket; the client must not be used afterwards."""

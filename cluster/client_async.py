@@ -8,11 +8,13 @@ applies the same retry rule (see `cluster.client_transport`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TypeVar
 
 from cluster import client_calls as calls
+from cluster import client_maintenance as maint
 from cluster.client_calls import Call
 from cluster.client_lease import AsyncLeaseKeepAlive, RenewCallback
 from cluster.client_requests import (
@@ -237,6 +239,35 @@ class AsyncClient:
             start_revision=start_revision, prev_kv=prev_kv, filters=filters,
             progress_notify=progress_notify, watch_id=watch_id, poll_timeout_s=poll_timeout_s,
         ), self.timeout_s)
+
+    # --- maintenance (cluster.client_maintenance) --------------------------------------
+
+    async def alarm_list(self) -> maint.AlarmResponse:
+        """Every active alarm with the member that raised it. A read."""
+        return await self._run(maint.alarm_list_call())
+
+    async def alarm_disarm(self, member_id: int = 0, alarm: str = "NONE"
+                           ) -> maint.AlarmResponse:
+        """Clear alarms through the log (0 / "NONE": any member / any type)."""
+        return await self._run(maint.alarm_disarm_call(member_id, alarm))
+
+    async def defragment(self, endpoint: str) -> maint.DefragmentResult:
+        """Rewrite one member's state.db without free pages (see `Client.defragment`)."""
+        return await self._run(maint.defragment_call(), resolve_endpoints([endpoint])[0])
+
+    async def hash_kv(self, endpoint: str, revision: int = 0) -> maint.HashKVResult:
+        """One member's hash of its MVCC history at `revision` (0 = current)."""
+        return await self._run(maint.hash_kv_call(revision), resolve_endpoints([endpoint])[0])
+
+    async def health(self, endpoint: str, timeout_ms: int = 0) -> maint.HealthResult:
+        """Whether one member has a leader, serves a linearizable read and has no alarm."""
+        return await self._run(maint.health_call(timeout_ms), resolve_endpoints([endpoint])[0])
+
+    async def snapshot_save(self, path: str | os.PathLike[str], endpoint: str | None = None
+                            ) -> maint.SnapshotInfo:
+        """Save a checked copy of one member's state.db to `path` (see `Client`)."""
+        pinned = None if endpoint is None else resolve_endpoints([endpoint])[0]
+        return await maint.save_snapshot_async(self._run, path, pinned)
 
     def close(self) -> None:
         """Close every socket; the client must not be used afterwards."""

@@ -215,6 +215,8 @@ def parse_status(reply: dict[str, Any], endpoint: str) -> Status:
         version=_field(reply, "version", str, default=""),
         voters=_ints(_list(reply, "voters"), "voters"),
         is_learner=_field(reply, "is_learner", bool, default=False),
+        db_size_in_use=_field(reply, "db_size_in_use", int, default=0),
+        errors=_strs(reply, "errors"),
     )
 
 

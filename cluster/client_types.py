@@ -190,6 +190,8 @@ class Status:
     version: str
     voters: tuple[int, ...]
     is_learner: bool
+    db_size_in_use: int = 0
+    errors: tuple[str, ...] = ()  # active alarms, e.g. "memberID:2a alarm:NOSPACE"
 
 
 @dataclass(frozen=True, slots=True)

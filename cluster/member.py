@@ -22,11 +22,14 @@ import trio
 
 from actors.applier import Applier
 from actors.client_server import ClientServer
+from actors.compactor import compactor_for_member
 from actors.events import RaftInput
 from actors.lessor import lessor_for_member
+from actors.maintenance import Maintenance
 from actors.membership import Membership
 from actors.raft_node import ApplyBatch, RaftNode
 from actors.read_barrier import ReadBarrier
+from actors.snapshot_server import SnapshotServer, work_dir_for
 from actors.snapshot_transfer import SnapshotReceiver, SnapshotSender
 from actors.ticker import Ticker
 from actors.transport import PeerTransport
@@ -91,6 +94,7 @@ class Member:
         self.node: RaftNode | None = None
         self.transport: PeerTransport | None = None
         self.membership: Membership | None = None
+        self.maintenance: Maintenance | None = None
         self._rng = random.Random(os.urandom(16))
         log.info("%s starting: id=%x cluster=%x term=%d commit=%d applied=%d revision=%d",
                  self.name, self.id, self.cluster_id, boot.hard_state.term,
@@ -163,6 +167,8 @@ class Member:
         """Fill in what must be decided before the log (apply has to be deterministic)."""
         if isinstance(request, kv.LeaseGrantRequest) and request.id == 0:
             request = dataclasses.replace(request, id=self._rng.getrandbits(62) + 1)
+        if self.maintenance is not None:
+            self.maintenance.check_quota(request)  # raises no_space over the quota
         return request
 
     async def status(self, _body: dict[str, Any]) -> dict[str, Any]:
@@ -179,6 +185,8 @@ class Member:
             "compact_revision": self.mvcc.compact_revision,
             "db_size": self.mvcc.db_size_bytes, "version": VERSION,
             "voters": sorted(voters), "is_learner": self.id in learners,
+            "db_size_in_use": self.mvcc.db_size_in_use_bytes,
+            "errors": self.maintenance.errors() if self.maintenance is not None else [],
         }
 
     def _on_conf_change(self, conf: ConfState, change: ConfChange) -> None:
@@ -243,6 +251,15 @@ class Member:
         self.membership.install()
         lessor = lessor_for_member(self, server, barrier, max(2.0, election_s * 3))
         watch_hub = WatchHub(self, applied, self.name)
+        self.maintenance = Maintenance(
+            member=self, propose=server.propose, read_barrier=barrier.wait,
+            apply_lock=applier.exclusive, quota_bytes=c.quota_backend_bytes,
+            health_timeout_s=max(2.0, election_s * 3))
+        self.maintenance.register(server)
+        snapshot_server = SnapshotServer(state_path=self.mvcc.path, header=self.header,
+                                         work_dir=work_dir_for(self.cfg.data_dir))
+        snapshot_server.register(server)
+        compactor = compactor_for_member(self, server.propose)
         server.add_operation("watch_poll", watch_hub.poll)
         ticker = Ticker(heartbeat_s, inbox_send.clone())
         async with inbox_send, trio.open_nursery() as nursery:
@@ -255,6 +272,10 @@ class Member:
             await nursery.start(server.run)
             await nursery.start(ticker.run)
             await nursery.start(lessor.run)
+            await nursery.start(self.maintenance.run)
+            await nursery.start(snapshot_server.run)
+            if compactor is not None:
+                await nursery.start(compactor.run)
             log.info("%s serving clients on %s, peers on %s", self.name, self.cfg.me.client_url,
                      self.cfg.me.peer_url)
             task_status.started()

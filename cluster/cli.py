@@ -19,6 +19,7 @@ import click
 
 from cluster import cli_output as out
 from cluster.cli_common import LEASE_ID, ErrorMappingGroup, Settings, arg_bytes, write_out_option
+from cluster.cli_concurrency import elect_cmd, lock_cmd
 from cluster.cli_lease import lease_group
 from cluster.cli_member import member_group, move_leader_cmd
 from cluster.cli_watch import watch_cmd
@@ -271,6 +272,8 @@ def endpoint_health_cmd(s: Settings) -> None:
 
 
 cli.add_command(lease_group)
+cli.add_command(lock_cmd)
+cli.add_command(elect_cmd)
 cli.add_command(member_group)
 cli.add_command(move_leader_cmd)
 cli.add_command(watch_cmd)

@@ -13,6 +13,7 @@ at once instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -214,7 +215,8 @@ class _AsyncLink:
                 self.close()
                 raise TimeoutError_(f"{endpoint}: {_reason(exc)}") from None
         finally:
-            ctx.close()
+            with contextlib.suppress(pynng.Closed):  # cancel() may have closed the socket
+                ctx.close()
         return decode_reply(raw)
 
     async def _socket(self, endpoint: str, timeout_s: float) -> pynng.Req0:

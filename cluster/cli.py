@@ -9,8 +9,6 @@ cluster arrive as typed exceptions and are turned into "Error: <code>:
 
 from __future__ import annotations
 
-import concurrent.futures
-import time
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -21,10 +19,17 @@ from cluster import cli_output as out
 from cluster.cli_common import LEASE_ID, ErrorMappingGroup, Settings, arg_bytes, write_out_option
 from cluster.cli_concurrency import elect_cmd, lock_cmd
 from cluster.cli_lease import lease_group
+from cluster.cli_maintenance import (
+    alarm_group,
+    defrag_cmd,
+    endpoint_hashkv_cmd,
+    endpoint_health_cmd,
+)
 from cluster.cli_member import member_group, move_leader_cmd
+from cluster.cli_snapshot import snapshot_group
 from cluster.cli_watch import watch_cmd
 from cluster.client_transport import ENDPOINTS_ENV, resolve_endpoints
-from cluster.errors import EtcdliteError, UnavailableError
+from cluster.errors import EtcdliteError
 
 
 def _version() -> str:
@@ -64,6 +69,7 @@ def cli(ctx: click.Context, endpoints: str | None, timeout_s: float, write_out: 
       etcdlite del greeting
       etcdlite endpoint status -w table
       etcdlite lease grant 60
+      etcdlite snapshot save backup.db
       etcdlite --endpoints tcp://10.0.0.1:2378,tcp://10.0.0.2:2378 get foo
 
     With neither --endpoints nor $ETCDLITE_ENDPOINTS, commands go to the local
@@ -247,31 +253,12 @@ def endpoint_status_cmd(s: Settings) -> None:
     _report(failures, len(s.endpoints))
 
 
-def _health(s: Settings, endpoint: str) -> tuple[str, bool, float, str]:
-    started = time.monotonic()
-    try:
-        with s.client((endpoint,)) as c:
-            c.get("health")  # linearizable: it needs a leader and a quorum
-    except EtcdliteError as exc:
-        return endpoint, False, time.monotonic() - started, f"{exc.code.value}: {exc.message}"
-    return endpoint, True, time.monotonic() - started, ""
-
-
-@endpoint_group.command("health")
-@write_out_option
-@click.pass_obj
-def endpoint_health_cmd(s: Settings) -> None:
-    """Check that each endpoint serves a linearizable read (needs a leader and a quorum)."""
-    # Concurrent, so one hung member costs one timeout rather than one per endpoint.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(s.endpoints)) as pool:
-        checks = list(pool.map(lambda ep: _health(s, ep), s.endpoints))
-    out.print_health(s.write_out, checks)
-    unhealthy = sum(1 for _, ok, _, _ in checks if not ok)
-    if unhealthy:
-        raise UnavailableError(f"{unhealthy} of {len(checks)} endpoints unhealthy")
-
-
+endpoint_group.add_command(endpoint_health_cmd)
+endpoint_group.add_command(endpoint_hashkv_cmd)
 cli.add_command(lease_group)
+cli.add_command(defrag_cmd)
+cli.add_command(alarm_group)
+cli.add_command(snapshot_group)
 cli.add_command(lock_cmd)
 cli.add_command(elect_cmd)
 cli.add_command(member_group)

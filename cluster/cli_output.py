@@ -23,6 +23,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from cluster.client_maintenance import HashKVResult
 from cluster.client_types import (
     DeleteResult,
     KeyValue,
@@ -178,9 +179,25 @@ def print_health(fmt: str, checks: Sequence[tuple[str, bool, float, str]]) -> No
     else:
         for ep, ok, took, err in checks:
             if ok:
-                click.echo(f"{ep} is healthy: took {took * 1000:.3f}ms")
+                click.echo(f"{ep} is healthy: successfully committed proposal: "
+                           f"took = {took * 1000:.3f}ms")
             else:
-                click.echo(f"{ep} is unhealthy: {err}", err=True)
+                click.echo(f"{ep} is unhealthy: failed to commit proposal: {err}", err=True)
+
+
+def print_hashkv(fmt: str, results: Sequence[HashKVResult]) -> None:
+    if fmt == "json":
+        echo_json([{"Endpoint": r.endpoint, "HashKV": {
+            "header": header_json(r.header), "hash": r.hash,
+            "compact_revision": r.compact_revision, "hash_revision": r.hash_revision,
+        }} for r in results])
+    elif fmt == "table":
+        echo_table(["ENDPOINT", "HASH", "HASH REVISION", "COMPACT REVISION"],
+                   [(r.endpoint, r.hash, r.hash_revision, r.compact_revision)
+                    for r in results])
+    else:
+        for r in results:
+            click.echo(f"{r.endpoint}, {r.hash}, {r.hash_revision}")
 
 
 def print_timetolive(fmt: str, r: LeaseTimeToLiveResult) -> None:

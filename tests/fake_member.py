@@ -225,6 +225,9 @@ class FakeMember:
         return {"member_id": self.member_id, "name": self.name, "revision": self.revision,
                 **self.status}
 
+    def _op_health(self, a: dict[str, Any]) -> dict[str, Any]:
+        return {"health": True, "reason": "", "took_ms": 0.5}
+
     def _op_member_list(self, a: dict[str, Any]) -> dict[str, Any]:
         return {"members": [{"id": self.member_id, "name": self.name,
                              "peer_urls": ["tcp://127.0.0.1:2380"],

@@ -8,6 +8,8 @@ Tests that do not compact or kill share one cluster (each on its own keys).
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -312,3 +314,34 @@ def test_a_parked_watch_does_not_delay_unary_requests(cluster: ProcessCluster) -
                 w.cancel()
     assert per_call_ms < 100, per_call_ms
     print(f"unary call with 100 parked watch polls on the member: {per_call_ms:.1f} ms")
+
+
+def test_cli_watch_prints_like_etcdctl_and_runs_a_command_per_event(
+        cluster: ProcessCluster) -> None:
+    endpoints = ",".join(cluster.endpoint(n) for n in cluster.names)
+    with cluster.client() as c:
+        start = c.put("cli/a", "1").header.revision
+        c.put("cli/a", "2")
+        last = c.delete("cli/a").header.revision
+    base = [sys.executable, "-m", "cluster", "--endpoints", endpoints, "watch"]
+    printed = _run_until([*base, "--rev", str(start), "--prefix", "cli/", "--prev-kv"], 13)
+    assert printed == ["PUT", "cli/a", "1", "PUT", "cli/a", "1", "cli/a", "2",
+                       "DELETE", "cli/a", "2", "cli/a", ""]
+    script = 'echo "$ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE"'
+    ran = _run_until([*base, "--rev", str(last), "cli/a", "--", "sh", "-c", script], 4)
+    assert ran == ["DELETE", "cli/a", "", '"DELETE" "cli/a" ""']
+
+
+def _run_until(argv: list[str], lines: int, timeout_s: float = 10.0) -> list[str]:
+    """Run a never-ending `etcdlite watch` until it has printed `lines` lines."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        out = [proc.stdout.readline().rstrip("\n") for _ in range(lines)]
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.communicate()
+    return out

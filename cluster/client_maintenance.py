@@ -123,7 +123,7 @@ def alarm_disarm_call(member_id: int, alarm: str) -> Call[AlarmResponse]:
 def _defragment(reply: dict[str, Any], endpoint: str) -> DefragmentResult:
     return DefragmentResult(parse_header(reply), endpoint, _field(reply, "db_size_before", int),
                             _field(reply, "db_size", int),
-                            float(_field(reply, "took_ms", int | float)))
+                            _field(reply, "took_ms", float))
 
 
 def defragment_call() -> Call[DefragmentResult]:
@@ -145,7 +145,7 @@ def hash_kv_call(revision: int) -> Call[HashKVResult]:
 def _health(reply: dict[str, Any], endpoint: str) -> HealthResult:
     return HealthResult(parse_header(reply), endpoint, _field(reply, "health", bool),
                         _field(reply, "reason", str, default=""),
-                        float(_field(reply, "took_ms", int | float, default=0)))
+                        _field(reply, "took_ms", float, default=0.0))
 
 
 def health_call(timeout_ms: int) -> Call[HealthResult]:

@@ -77,7 +77,8 @@ def apply_alarm(conn: sqlite3.Connection, req: AlarmRequest) -> AlarmResult:
 
 def _match(req: AlarmRequest) -> tuple[str, list[object]]:
     """SQL condition for DEACTIVATE: member id 0 and alarm NONE match anything."""
-    conds, params = ["1"], []
+    conds: list[str] = ["1"]
+    params: list[object] = []
     if req.member_id:
         conds.append("member_id = ?")
         params.append(req.member_id)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from cluster.cli import cli
 from cluster.config import dump_toml, local_cluster_ipc
@@ -17,7 +17,7 @@ from tests.e2e.harness import ProcessCluster, wait_until
 pytestmark = pytest.mark.e2e
 
 
-def run_cli(*args: str):  # noqa: ANN201
+def run_cli(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
@@ -53,7 +53,8 @@ def test_snapshot_restored_into_a_new_cluster_keeps_keys_and_revision(make_clust
         assert f"revision {revision}" in restored.stdout
     again = run_cli("snapshot", "restore", str(snap), "--name", "m1", "--data-dir",
                     str(new.config.data_dir / "m1"), "--initial-cluster", initial)
-    assert again.exit_code == 1 and "not empty" in again.stderr  # never over a member
+    assert again.exit_code == 1
+    assert "not empty" in again.stderr
     new.start_all()
     new.wait_for_leader(15)
     with new.client() as c:
@@ -89,7 +90,8 @@ def test_snapshot_status_counts_versions_and_refuses_non_snapshots(make_cluster,
         assert column in table
     (tmp_path / "junk.db").write_bytes(b"not a database at all")
     refused = run_cli("snapshot", "status", str(tmp_path / "junk.db"))
-    assert refused.exit_code == 1 and "not a snapshot" in refused.stderr
+    assert refused.exit_code == 1
+    assert "not a snapshot" in refused.stderr
 
 
 def test_revision_auto_compaction_keeps_the_last_n_revisions(make_cluster, monkeypatch) -> None:

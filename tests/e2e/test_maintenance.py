@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
-from cluster.alarm_types import AlarmMember, AlarmType
+from cluster.alarm_types import AlarmType
 from cluster.cli import cli
 from cluster.client import Client, Op
 from cluster.errors import CompactedError, EtcdliteError, NoSpaceError
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 QUOTA = 256 * 1024
 
 
-def etcdlite(pc: ProcessCluster, *args: str, names: list[str] | None = None):  # noqa: ANN201
+def etcdlite(pc: ProcessCluster, *args: str, names: list[str] | None = None) -> Result:
     endpoints = ",".join(pc.endpoint(n) for n in (names or pc.names))
     return CliRunner().invoke(cli, ["--endpoints", endpoints, *args], catch_exceptions=False)
 
@@ -55,7 +55,8 @@ def test_nospace_alarm_caps_writes_until_compact_defrag_disarm(make_cluster) -> 
                     one.lease_grant(30)
                 assert one.get("keep").kvs[0].value == b"me"  # reads still work
                 health = one.health(pc.endpoint(name))
-                assert not health.health and "alarm NOSPACE" in health.reason
+                assert not health.health
+                assert "alarm NOSPACE" in health.reason
         unhealthy = etcdlite(pc, "endpoint", "health")
         assert unhealthy.exit_code == 1
         assert "is unhealthy: failed to commit proposal: alarm NOSPACE" in unhealthy.stderr
@@ -86,7 +87,8 @@ def test_nospace_alarm_caps_writes_until_compact_defrag_disarm(make_cluster) -> 
         with pytest.raises(NoSpaceError):
             c.put("still", "alarmed")  # freeing space does not clear the alarm by itself
         disarm = etcdlite(pc, "alarm", "disarm")
-        assert disarm.exit_code == 0 and "alarm:NOSPACE" in disarm.stdout
+        assert disarm.exit_code == 0
+        assert "alarm:NOSPACE" in disarm.stdout
         assert c.alarm_list().alarms == ()
         c.put("after", "disarm")
         assert c.get("after").kvs[0].value == b"disarm"
@@ -116,17 +118,22 @@ def test_hash_kv_agrees_across_members_and_status_reports_sizes(make_cluster) ->
             hashes[name] = h.hash
         assert len(set(hashes.values())) == 1, hashes
         older = {c.hash_kv(pc.endpoint(n), middle).hash for n in pc.names}
-        assert len(older) == 1 and older != set(hashes.values())
+        assert len(older) == 1
+        assert older != set(hashes.values())
         with pytest.raises(CompactedError):
             c.hash_kv(pc.endpoint(pc.names[0]), middle - 150)
 
         table = etcdlite(pc, "-w", "table", "endpoint", "hashkv", "--rev", str(revision))
-        assert table.exit_code == 0 and str(hashes[pc.names[0]]) in table.stdout
+        assert table.exit_code == 0
+        assert str(hashes[pc.names[0]]) in table.stdout
         statuses = json.loads(etcdlite(pc, "-w", "json", "endpoint", "status").stdout)
         for s in statuses:
             st = s["Status"]
-            assert st["version"] and st["leader"] and st["raftTerm"] >= 1
-            assert st["raftAppliedIndex"] >= 1 and st["errors"] == []
+            assert st["version"]
+            assert st["leader"]
+            assert st["raftTerm"] >= 1
+            assert st["raftAppliedIndex"] >= 1
+            assert st["errors"] == []
             assert 0 < st["dbSizeInUse"] <= st["dbSize"]
 
         c.delete("j/", prefix=True)
@@ -156,6 +163,7 @@ def test_compaction_reply_comes_after_this_member_applied_it(make_cluster) -> No
             c.get("key", revision=revision - 6)
         assert c.get("key", revision=revision - 5).kvs[0].value == b"v14"
         compacted = etcdlite(pc, "get", "key", "--rev", "3", names=[follower])
-        assert compacted.exit_code == 1 and "compacted" in compacted.stderr
+        assert compacted.exit_code == 1
+        assert "compacted" in compacted.stderr
         with pytest.raises(EtcdliteError):
             c.compact(revision - 5)  # already compacted

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
+from cluster import limits
 from cluster.client import AsyncClient, Compare, Event, Op, Watch, WatchResponse
 from cluster.errors import EtcdliteError, TimeoutError_
 from tests.e2e.harness import ProcessCluster
@@ -345,3 +346,34 @@ def _run_until(argv: list[str], lines: int, timeout_s: float = 10.0) -> list[str
         proc.kill()
         proc.communicate()
     return out
+
+
+async def test_polls_over_the_parking_cap_move_to_another_member(cluster: ProcessCluster) -> None:
+    first = cluster.names[0]
+    endpoints = [cluster.endpoint(n) for n in cluster.names]
+    count = limits.watch_polls_waiting_max + 20
+    served_by: dict[int, int] = {}
+    async with AsyncClient(endpoints) as c:
+        watches = [c.watch(f"cap/{i}", poll_timeout_s=20) for i in range(count)]
+
+        async def follow(i: int) -> None:
+            async with watches[i] as w:
+                async for resp in w:
+                    served_by[i] = resp.header.member_id
+                    return
+
+        with trio.fail_after(15):
+            async with trio.open_nursery() as nursery:
+                for i in range(count):
+                    nursery.start_soon(follow, i)
+                await trio.sleep(2)  # every poll parks (or is refused and moves on)
+                started = trio.current_time()
+                await c.get("cap/unary")  # the member still serves unary requests
+                unary_s = trio.current_time() - started
+                for i in range(count):
+                    await c.put(f"cap/{i}", "x")
+    assert len(served_by) == count
+    on_first = sum(1 for m in served_by.values() if m == cluster.member_id(first))
+    assert on_first <= limits.watch_polls_waiting_max
+    assert on_first < count
+    assert unary_s < 1.0

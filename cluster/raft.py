@@ -372,6 +372,17 @@ class Raft(LeaderRole):
                 pass  # pre-votes never change our term
             elif m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
                 self.become_follower(m.term, m.frm)
+            elif m.type is MT.VOTE:
+                # Raft Figure 2: only GRANTING a vote restarts the election timer
+                # (_handle_vote_request does that). Restarting it on every
+                # higher-term request lets a candidate with a stale log, which
+                # can never win, keep resetting the members that could, and
+                # without pre-vote the cluster can go leaderless for many
+                # timeouts (seen in the simulator with a removed member that
+                # never learned of its removal).
+                elapsed = self.election_elapsed
+                self.become_follower(m.term, NONE)
+                self.election_elapsed = elapsed
             else:
                 self.become_follower(m.term, NONE)
         elif m.term < self.term and m.term != 0:

@@ -198,6 +198,29 @@ def test_follower_votes_once_per_term(vote: int, candidate: int, granted: bool) 
     assert (resp.type, resp.to, resp.reject) == (MT.VOTE_RESP, candidate, not granted)
 
 
+def test_rejecting_a_vote_does_not_restart_the_election_timer() -> None:
+    """§5.2 / Figure 2 (Rules for Servers, Followers): the election timer restarts
+    on AppendEntries from the current leader or on GRANTING a vote. A candidate
+    with a stale log that keeps asking must not keep the up-to-date member from
+    timing out and winning."""
+    r = new_raft(term=2, log=entries(1, 2, 2))
+    drain(r)
+    for _ in range(5):
+        r.tick()
+    elapsed = r.election_elapsed
+
+    r.step(Message(MT.VOTE, to=1, frm=2, term=3, index=1, log_term=1))  # stale log
+
+    [resp] = drain(r)
+    assert resp.reject
+    assert r.term == 3
+    assert r.election_elapsed == elapsed
+    r.step(Message(MT.VOTE, to=1, frm=3, term=4, index=3, log_term=2))  # up to date
+    [resp] = drain(r)
+    assert not resp.reject
+    assert r.election_elapsed == 0
+
+
 def test_candidate_falls_back_on_append_from_leader_of_same_term() -> None:
     """§5.2: a candidate receiving AppendEntries from a leader of its term recognizes it."""
     r = new_raft(term=1)

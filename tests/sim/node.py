@@ -69,6 +69,7 @@ class NodeOptions:
     check_quorum: bool = True
     snapshot_every: int = 0  # 0: never compact; else compact every K applied entries
     snapshot_tail: int = 2  # entries kept below the applied index when compacting
+    compact_keep_entries: bool = False  # keep the tail via compact(keep_entries=) instead
     inflight_max: int = 8
     entries_per_message_max: int = 8
     # Probability that a node leaves its Ready for later after an event, so that
@@ -339,19 +340,28 @@ class SimNode:
         return conf
 
     def _maybe_compact(self) -> None:
-        """Take a snapshot every `snapshot_every` applied entries, keeping a short log tail."""
+        """Take a snapshot every `snapshot_every` applied entries, keeping a short log tail.
+
+        Two legal ways to keep the tail, chosen per member: snapshot a little
+        below the applied index, or snapshot AT it and ask the core to keep
+        `keep_entries` older entries in memory (then the core's log starts
+        below its snapshot, which the leader must cope with).
+        """
         every = self.options.snapshot_every
         raft = self.raft
         assert raft is not None
         if not every or len(self.state) - self.store.snapshot_meta.index < every:
             return
-        index = len(self.state) - self.options.snapshot_tail
+        tail = self.options.snapshot_tail
+        keep = tail if self.options.compact_keep_entries else 0
+        index = len(self.state) - (tail - keep)
         if index <= self.store.snapshot_meta.index:
             return
         conf = self.conf_at(index)
-        raft.compact(index, conf)
+        raft.compact(index, conf, keep_entries=keep)
         s = self.store
         s.snapshot_meta = raft.snapshot_meta
+        assert s.snapshot_meta.index == index
         s.snapshot_image = tuple(self.state[:index])
         s.entries = [e for e in s.entries if e.index > index]
         self.conf_history = [(index, conf)] + [(at, c) for at, c in self.conf_history

@@ -11,8 +11,10 @@ healed and the cluster must elect a leader and commit a new write within
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from cluster.conf_change import ConfChange, ConfChangeType
 from tests.sim.cluster import SimCluster
@@ -163,8 +165,13 @@ class Chaos:
             self.conf_changes += 1
 
 
-def run_schedule(seed: int, *, chaos_ticks: int | None = None) -> ScheduleResult:
-    """Run one random schedule; raises SafetyViolation / LivenessViolation / AssertionError."""
+def run_schedule(seed: int, *, chaos_ticks: int | None = None,
+                 **option_overrides: Any) -> ScheduleResult:
+    """Run one random schedule; raises SafetyViolation / LivenessViolation / AssertionError.
+
+    `option_overrides` pin NodeOptions fields (e.g. pre_vote=False) after the
+    seed chose them, for soaks that focus on one configuration.
+    """
     rng = random.Random(seed)
     n = rng.choice((3, 5))
     options = NodeOptions(
@@ -172,10 +179,12 @@ def run_schedule(seed: int, *, chaos_ticks: int | None = None) -> ScheduleResult
         check_quorum=rng.random() < 0.75,
         snapshot_every=rng.choice((0, 4, 10)),
         snapshot_tail=rng.randint(0, 3),
+        compact_keep_entries=rng.random() < 0.5,
         inflight_max=rng.choice((1, 4, 8)),
         entries_per_message_max=rng.choice((1, 4, 16)),
         ready_defer=rng.choice((0.0, 0.3, 0.6)),
     )
+    options = dataclasses.replace(options, **option_overrides)
     faults = Faults(drop=rng.choice((0.0, 0.02, 0.1)),
                     duplicate=rng.choice((0.0, 0.02, 0.1)),
                     slow=rng.choice((0.0, 0.05, 0.2)))

@@ -37,6 +37,7 @@ from cluster.messages import (
     ConfState,
     Entry,
     EntryType,
+    HardState,
     MessageType,
     Ready,
     Role,
@@ -92,6 +93,7 @@ class RaftNode:
         self._name = name
         self._on_conf_change = on_conf_change
         self._proposals: list[Propose] = []
+        self._persisted = HardState(raft.term, raft.vote, raft.log.committed)
         self.view = self._make_view()
         self._view_changed = trio.Event()
 
@@ -161,9 +163,14 @@ class RaftNode:
             # PERSIST before anything that depends on it leaves this process.
             if rd.snapshot is not None:
                 await self._install_snapshot(rd)
-            if rd.must_sync:
-                self._wal.save(rd.hard_state, rd.entries,
-                               rd.snapshot.meta if rd.snapshot is not None else None)
+            if self._must_sync(rd):
+                # In a worker thread: while the fsync runs, the server keeps queueing
+                # proposals, and the next Ready takes them all (group commit).
+                await trio.to_thread.run_sync(
+                    self._wal.save, rd.hard_state, rd.entries,
+                    rd.snapshot.meta if rd.snapshot is not None else None)
+                if rd.hard_state is not None:
+                    self._persisted = rd.hard_state
             # SEND.
             for m in rd.messages:
                 if m.type is MessageType.SNAP:
@@ -182,6 +189,19 @@ class RaftNode:
             self.view = self._make_view()
             self._view_changed.set()
             self._view_changed = trio.Event()
+
+    def _must_sync(self, rd: Ready) -> bool:
+        """Whether this Ready needs the disk (etcd's MustSync).
+
+        A hard state that only moved its commit index is not worth an fsync: a
+        commit index lost in a crash is learnt again from the leader, and the
+        next write that does sync carries it along.
+        """
+        if rd.entries or rd.snapshot is not None:
+            return True
+        hs = rd.hard_state
+        return hs is not None and (hs.term, hs.vote) != (self._persisted.term,
+                                                         self._persisted.vote)
 
     async def _install_snapshot(self, rd: Ready) -> None:
         """Replace the applied state by a received snapshot BEFORE the WAL records it.
@@ -205,7 +225,10 @@ class RaftNode:
         if raft.log.term(meta.index) != meta.term:
             return  # the log moved on (a newer snapshot was installed meanwhile)
         raft.compact(meta.index, meta.conf, keep_entries=self._log_tail_entries)
-        self._wal.save(None, [], raft.snapshot_meta)
+        # The hard state goes along: the WAL's commit must cover the snapshot.
+        self._persisted = HardState(raft.term, raft.vote,
+                                    min(raft.log.committed, raft.log.stable_index))
+        self._wal.save(self._persisted, [], raft.snapshot_meta)
         log.info("%s compacted the log at snapshot %d", self._name, meta.index)
 
     def _apply_conf_change(self, e: Entry) -> None:

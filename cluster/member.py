@@ -63,6 +63,7 @@ class Member:
         self.cfg = cfg
         self.name = cfg.me.name
         self.id = cfg.me.member_id
+        self._cluster_id = 0
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.wal = SqliteWal(cfg.data_dir / "wal.db")
         self._check_identity()
@@ -72,6 +73,8 @@ class Member:
         if self._is_blank(boot) and cfg.cluster.state == "new":
             self.wal.save(*self._bootstrap_entries())
             boot = self.wal.load()
+        if self.mvcc.applied_index < boot.snapshot_meta.index:
+            self._restore_state_from_snapshot(boot.snapshot_meta.index)
         # Membership: what the applied state knows, then committed changes still in the log.
         conf = boot.snapshot_meta.conf
         self.peer_urls: dict[int, str] = {}
@@ -100,10 +103,24 @@ class Member:
                  self.name, self.id, self.cluster_id, boot.hard_state.term,
                  boot.hard_state.commit, self.mvcc.applied_index, self.mvcc.revision)
 
+    def _restore_state_from_snapshot(self, index: int) -> None:
+        """state.db lost applies the log no longer holds (e.g. a power cut): reload the
+        snapshot the log was cut at, then Raft replays the tail."""
+        snap = self.snapshots.get(index)
+        if snap is None:
+            raise RuntimeError(f"state.db is behind the log's snapshot {index} and the "
+                               "snapshot file is missing: this data dir cannot be recovered")
+        SnapshotStore.verify(snap)
+        self.mvcc.replace_from(snap.path)
+        log.warning("%s reloaded snapshot %d: state.db had fallen behind the log",
+                    self.name, index)
+
     @property
     def cluster_id(self) -> int:
         """The id the bootstrap entries recorded; the configured one until they are applied."""
-        return self.mvcc.cluster_id() or self.cfg.cluster.cluster_id
+        if not self._cluster_id:
+            self._cluster_id = self.mvcc.cluster_id()
+        return self._cluster_id or self.cfg.cluster.cluster_id
 
     @staticmethod
     def _is_blank(boot: BootState) -> bool:

@@ -18,14 +18,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import struct
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import final
 
-from cluster.errors import CompactedError, EtcdliteError, FutureRevisionError
+from cluster.errors import CompactedError, EtcdliteError
 from cluster.kv import KeyValue, RangeRequest, RangeResult, Request, Result
 from storage.members import (
     MemberChange,
@@ -36,7 +34,8 @@ from storage.members import (
     is_removed,
     list_members,
 )
-from storage.mvcc_read import COMPACTED_MESSAGE, FUTURE_MESSAGE, key_condition, range_kvs
+from storage.mvcc_hash import hash_history
+from storage.mvcc_read import COMPACTED_MESSAGE, key_condition, range_kvs
 from storage.mvcc_schema import (
     META_APPLIED_INDEX,
     META_COMPACT_REVISION,
@@ -161,7 +160,7 @@ class MvccStore:
             and for a None request.
 
         The applied index is written in the same transaction as the state the
-        entries produced and the commit is fsynced (synchronous=FULL), so after a
+        entries produced (durability comes from the Raft WAL, see mvcc_schema), so after a
         crash the same entries replay as no-ops. Any other exception rolls the
         whole batch back and propagates: the member must stop, not skip entries.
         """
@@ -311,21 +310,8 @@ class MvccStore:
             CompactedError: `revision` is below the compact revision.
             FutureRevisionError: `revision` is above the current revision.
         """
-        with self._snapshot() as (conn, current, compact):
-            if revision > current:
-                raise FutureRevisionError(FUTURE_MESSAGE)
-            if 0 < revision < compact:
-                raise CompactedError(COMPACTED_MESSAGE)
-            crc = 0
-            for key, mod, sub, create, version, lease, tomb, value in conn.execute(
-                "SELECT key, mod_revision, sub, create_revision, version, lease, tombstone,"
-                " value FROM kv_history WHERE mod_revision <= ? ORDER BY mod_revision, sub",
-                (revision or current,),
-            ):
-                head = struct.pack(">qqqqqBII", mod, sub, create, version, lease, tomb,
-                                   len(key), len(value))
-                crc = zlib.crc32(value, zlib.crc32(key, zlib.crc32(head, crc)))
-            return crc, compact
+        crc, compact, _ = hash_history(self._reader, revision)  # storage/mvcc_hash.py
+        return crc, compact
 
     def statistics(self) -> MvccStatistics:
         with self._snapshot() as (conn, revision, compact):

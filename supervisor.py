@@ -3,6 +3,7 @@
     python supervisor.py --members 3
     python supervisor.py --config configs/local-5.toml --data-dir /tmp/etcd5
     python supervisor.py --members 3 --no-tui --restart no
+    python supervisor.py --add-member m4      # while the first one runs
 
 Each member is one OS process (`python -m cluster.member`) in its own process
 group, logging to `<data-dir>/<name>/member.log`. A member that exits is
@@ -212,8 +213,11 @@ def build_config(*, members: int | None, config_path: Path | None,
     """The effective cluster: a file or the default local cluster, data dir made absolute."""
     if config_path is not None and members is not None:
         raise click.UsageError("--members and --config are mutually exclusive")
+    existing = (data_dir or Path("data")) / "cluster.toml"
     if config_path is not None:
         cfg = load_cluster_config(config_path)
+    elif members is None and existing.exists():
+        cfg = load_cluster_config(existing)  # a cluster that may have grown since
     else:
         cfg = default_local_cluster(members or 3, Path("data"))
     return replace(cfg, data_dir=(data_dir or cfg.data_dir).resolve())
@@ -298,8 +302,9 @@ class Supervisor:
         self.stopping = threading.Event()
         self.status: dict[str, Any] = {}  # name -> latest Status, or None if unreachable
         self.rows: dict[str, MemberRow] = {}
-        self._pool = ThreadPoolExecutor(max_workers=len(self.members),
+        self._pool = ThreadPoolExecutor(max_workers=len(LOCAL_BASE_PORTS),
                                         thread_name_prefix="status")
+        self._config_mtime = config_path.stat().st_mtime if config_path.exists() else 0.0
         self._polls: dict[str, tuple[int | None, Future[Any]]] = {}
         self._clients: dict[str, Any] = {}
 
@@ -321,6 +326,7 @@ class Supervisor:
                 now = time.monotonic()
                 self._reap_and_restart(now)
                 if now >= next_poll:
+                    self._adopt_new_members()
                     self._poll_status()
                     next_poll = now + POLL_INTERVAL_S
                 self._refresh(live)
@@ -332,6 +338,29 @@ class Supervisor:
         finally:
             self.stop_all()
             self._refresh(live)
+
+    def _adopt_new_members(self) -> None:
+        """Start members that `supervisor.py --add-member` appended to cluster.toml."""
+        try:
+            mtime = self.config_path.stat().st_mtime
+        except OSError:
+            return
+        if mtime == self._config_mtime:
+            return
+        self._config_mtime = mtime
+        try:
+            cfg = load_cluster_config(self.config_path)
+        except (OSError, ValueError) as exc:
+            self.say(f"ignoring unreadable {self.config_path}: {exc}")
+            return
+        known = {m.spec.name for m in self.members}
+        for spec in cfg.members:
+            if spec.name not in known:
+                (cfg.data_dir / spec.name).mkdir(parents=True, exist_ok=True)
+                self.members.append(ManagedMember(spec, cfg.data_dir))
+                self.names[spec.member_id] = spec.name
+                self.say(f"{spec.name} added to the cluster; starting it")
+        self.cfg = cfg
 
     def _reap_and_restart(self, now: float) -> None:
         for m in self.members:
@@ -434,6 +463,67 @@ class Supervisor:
 
 # --- CLI -----------------------------------------------------------------------------
 
+LOCAL_BASE_PORTS = (2379, 22379, 32379, 42379, 52379, 62379, 12379)
+"""DESIGN.md "Ports": member k's base port B_k (peer B_k+1, native client B_k-1)."""
+
+
+def add_member(data_dir: Path, name: str, timeout_s: float = 60.0) -> None:
+    """Grow the running local cluster in `data_dir` by one member, safely.
+
+    The member is added as a learner through the cluster (member_add), appended
+    to cluster.toml (the running supervisor notices and starts it with
+    initial-cluster-state existing), and promoted to a voter once it has caught
+    up, as etcd recommends.
+    """
+    from cluster.client import Client
+    from cluster.config import cluster_id_for, find_free_ports, member_spec
+    from cluster.errors import BadRequestError, EtcdliteError
+
+    path = data_dir.resolve() / "cluster.toml"
+    if not path.exists():
+        raise click.ClickException(f"no cluster in {data_dir}: start supervisor.py first")
+    cfg = load_cluster_config(path)
+    if any(m.name == name for m in cfg.members):
+        raise click.ClickException(f"{name} is already a member")
+    used = {m.peer_url for m in cfg.members}
+    standard = {f"tcp://127.0.0.1:{b + 1}" for b in LOCAL_BASE_PORTS}
+    if used <= standard:  # the default layout: take the next conventional slot
+        base = next((b for b in LOCAL_BASE_PORTS if f"tcp://127.0.0.1:{b + 1}" not in used),
+                    None)
+        if base is None:
+            raise click.ClickException("no free local port slot left (7 members at most)")
+    else:
+        base = find_free_ports(3) + 1  # client base-1, etcd base, peer base+1
+    spec = member_spec(name, f"tcp://127.0.0.1:{base + 1}", f"tcp://127.0.0.1:{base - 1}",
+                       f"http://127.0.0.1:{base}", token=cfg.token)
+    with Client([m.client_url for m in cfg.members], timeout_s=10) as c:
+        try:
+            c.member_add(name, [spec.peer_url], [spec.client_url], is_learner=True)
+        except EtcdliteError as exc:
+            raise click.ClickException(f"member add failed: {exc}") from None
+        click.echo(f"{name} ({spec.member_id:x}) added as a learner")
+        members = (*cfg.members, spec)
+        grown = replace(cfg, members=members, state="existing",
+                        cluster_id=cluster_id_for(cfg.token, [m.member_id for m in members]))
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(dump_toml(grown))
+        tmp.replace(path)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                c.member_promote(spec.member_id)
+                click.echo(f"{name} caught up and was promoted to a voter")
+                return
+            except BadRequestError:
+                time.sleep(0.5)  # still catching up: promotion is refused until in sync
+            except EtcdliteError as exc:
+                click.echo(f"waiting to promote {name}: {exc}", err=True)
+                time.sleep(0.5)
+    raise click.ClickException(f"{name} did not catch up within {timeout_s:.0f}s; "
+                               f"promote it later with: etcdlite member promote "
+                               f"{spec.member_id:x}")
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--members", type=click.IntRange(1, 7), default=None,
               help="Size of the default local cluster (default 3).")
@@ -444,8 +534,11 @@ class Supervisor:
 @click.option("--restart", type=click.Choice([p.value for p in RestartPolicy]),
               default=RestartPolicy.UNLESS_STOPPED.value, show_default=True)
 @click.option("--no-tui", is_flag=True, help="Print one line per change instead of a table.")
+@click.option("--add-member", "add_name", default=None, metavar="NAME",
+              help="Add NAME to the cluster a running supervisor manages in --data-dir "
+                   "(learner first, promoted once caught up), then exit.")
 def main(members: int | None, config_path: Path | None, data_dir: Path | None, restart: str,
-         no_tui: bool) -> None:
+         no_tui: bool, add_name: str | None) -> None:
     """Spawn, watch and restart the members of a local etcdlite cluster.
 
     \b
@@ -459,6 +552,9 @@ def main(members: int | None, config_path: Path | None, data_dir: Path | None, r
     Exit codes: 0 stopped by Ctrl-C/SIGTERM, 1 error or every member gone
     (with --restart no), 2 usage. Without a terminal, --no-tui is implied.
     """
+    if add_name is not None:
+        add_member(data_dir or Path("data"), add_name)
+        return
     try:
         cfg = build_config(members=members, config_path=config_path, data_dir=data_dir)
     except ValueError as exc:

@@ -245,3 +245,32 @@ def test_restart_no_leaves_a_dead_member_dead_and_exits_1(tmp_path: Path) -> Non
             proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+@pytest.mark.e2e
+def test_add_member_grows_a_running_supervised_cluster(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg_path = tmp_path / "ipc.toml"
+    cfg_path.write_text(dump_toml(local_cluster_ipc(3, tmp_path)))
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "supervisor.py"), "--config", str(cfg_path),
+         "--data-dir", str(data), "--no-tui"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    lines: list[str] = []
+    try:
+        _wait_for(proc, lines, "became leader", 30)
+        add = subprocess.run(
+            [sys.executable, str(REPO / "supervisor.py"), "--data-dir", str(data),
+             "--add-member", "m4"], capture_output=True, text=True, timeout=90, cwd=tmp_path)
+        assert add.returncode == 0, add.stderr
+        assert "promoted to a voter" in add.stdout
+        _wait_for(proc, lines, "m4 started (pid", 10)
+        assert len(_member_pids(proc.pid)) == 4
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from cluster import cli_output as out
+from cluster.cli_benchmark import benchmark_group, check_group
 from cluster.cli_common import LEASE_ID, ErrorMappingGroup, Settings, arg_bytes, write_out_option
 from cluster.cli_concurrency import elect_cmd, lock_cmd
 from cluster.cli_lease import lease_group
@@ -27,6 +28,7 @@ from cluster.cli_maintenance import (
 )
 from cluster.cli_member import member_group, move_leader_cmd
 from cluster.cli_snapshot import snapshot_group
+from cluster.cli_txn import txn_cmd
 from cluster.cli_watch import watch_cmd
 from cluster.client_transport import ENDPOINTS_ENV, resolve_endpoints
 from cluster.errors import EtcdliteError
@@ -262,8 +264,11 @@ cli.add_command(snapshot_group)
 cli.add_command(lock_cmd)
 cli.add_command(elect_cmd)
 cli.add_command(member_group)
+cli.add_command(txn_cmd)
 cli.add_command(move_leader_cmd)
 cli.add_command(watch_cmd)
+cli.add_command(benchmark_group)
+cli.add_command(check_group)
 
 
 def main() -> None:

@@ -30,15 +30,11 @@ def _release(session: Session) -> None:
         session.close()
 
 
-def _wait_until_lost(session: Session) -> bool:
-    """Block until Ctrl-C (False) or until the session's lease is gone (True)."""
+def _wait_until_lost(session: Session) -> None:
+    """Block until the session's lease is gone (Ctrl-C interrupts the wait)."""
     stop = threading.Event()
-    try:
-        while not session.lost:
-            stop.wait(0.2)  # wakes to notice a lost session; Ctrl-C interrupts it
-    except KeyboardInterrupt:
-        return False
-    return True
+    while not session.lost:
+        stop.wait(0.2)  # wakes to notice a lost session
 
 
 @click.command("lock", context_settings={"ignore_unknown_options": True})
@@ -60,14 +56,18 @@ def lock_cmd(s: Settings, name: str, command: tuple[str, ...], ttl: int) -> None
       etcdlite lock mylock
       etcdlite lock mylock -- ./backup.sh --full
     """
+    # Ctrl-C at any point is a normal way out: the session is revoked on the way.
+    with contextlib.suppress(KeyboardInterrupt):
+        _lock(s, name, command, ttl)
+
+
+def _lock(s: Settings, name: str, command: tuple[str, ...], ttl: int) -> None:
     with s.client() as c:
         session = Session(c, ttl=ttl)
         try:
             mutex = Mutex(session, name)
             try:
                 mutex.lock()
-            except KeyboardInterrupt:
-                return
             except ConcurrencyError as exc:
                 raise click.ClickException(str(exc)) from None
             click.echo(_text(mutex.key))
@@ -80,8 +80,8 @@ def lock_cmd(s: Settings, name: str, command: tuple[str, ...], ttl: int) -> None
                     raise click.ClickException(f"cannot run {command[0]}: {exc}") from None
                 mutex.unlock()
                 raise click.exceptions.Exit(code)
-            if _wait_until_lost(session):
-                raise click.ClickException("session expired: the lock is lost")
+            _wait_until_lost(session)
+            raise click.ClickException("session expired: the lock is lost")
         finally:
             _release(session)
 
@@ -104,28 +104,27 @@ def elect_cmd(s: Settings, name: str, proposal: str | None, listen: bool, ttl: i
     """
     if listen == (proposal is not None):
         raise click.UsageError("give either a PROPOSAL or --listen")
+    with contextlib.suppress(KeyboardInterrupt):
+        _elect(s, name, proposal, ttl)
+
+
+def _elect(s: Settings, name: str, proposal: str | None, ttl: int) -> None:
     with s.client() as c:
         session = Session(c, ttl=ttl)
         try:
             election = Election(session, name)
-            if listen:
-                try:
-                    for kv in election.observe():
-                        click.echo(_text(kv.key))
-                        click.echo(_text(kv.value))
-                except KeyboardInterrupt:
-                    return
+            if proposal is None:
+                for kv in election.observe():
+                    click.echo(_text(kv.key))
+                    click.echo(_text(kv.value))
                 return
-            assert proposal is not None
             try:
                 election.campaign(proposal)
-            except KeyboardInterrupt:
-                return
             except ConcurrencyError as exc:
                 raise click.ClickException(str(exc)) from None
             click.echo(_text(election.key))
             click.echo(proposal)
-            if _wait_until_lost(session):
-                raise click.ClickException("session expired: leadership is lost")
+            _wait_until_lost(session)
+            raise click.ClickException("session expired: leadership is lost")
         finally:
             _release(session)

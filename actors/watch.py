@@ -36,6 +36,7 @@ from cluster.errors import CompactedError, UnavailableError
 from cluster.watch_poll import (
     ChangeLike,
     WatchPollRequest,
+    cut_by_bytes,
     cut_point,
     drop_revision,
     event_to_wire,
@@ -197,25 +198,21 @@ class WatchHub:
 
     def _collect(self, request: WatchPollRequest, current: int
                  ) -> tuple[list[ChangeLike], int | None]:
-        """Events from the start revision up to `current`, whole revisions only.
+        """Matching events from the start revision up to `current`, whole revisions only.
 
         Returns:
             (events, last revision covered if short of `current`, else None).
+
+        Raises:
+            CompactedError: with the compact revision, for the client to report.
         """
         mvcc = self._member.mvcc
-        start, found, chunks = request.start_revision, [], 0
+        start, chunks = request.start_revision, 0
+        found: list[ChangeLike] = []
         while start <= current:
-            end = min(current, start + limits.watch_scan_revisions_max - 1)
             try:
-                raw: list[ChangeLike] = list(mvcc.events(
-                    start, end, key=request.key, range_end=request.range_end,
-                    prev_kv=request.prev_kv, limit=request.limit))
-                cut = cut_point(raw, request.limit)
-                if cut is not None:
-                    raw = drop_revision(raw, cut) + list(mvcc.events(
-                        cut, cut, key=request.key, range_end=request.range_end,
-                        prev_kv=request.prev_kv))
-                    end = cut
+                raw, end = self._read_chunk(
+                    request, start, min(current, start + limits.watch_scan_revisions_max - 1))
             except CompactedError as exc:
                 raise CompactedError(
                     f"{exc.message} (start revision {request.start_revision},"
@@ -229,6 +226,26 @@ class WatchHub:
                 return found, end
             start = end + 1
         return found, None
+
+    def _read_chunk(self, request: WatchPollRequest, start: int, end: int
+                    ) -> tuple[list[ChangeLike], int]:
+        """The range's events in [start, end], cut to the reply's bounds at a revision
+        boundary; returns them and the last revision they cover."""
+        mvcc = self._member.mvcc
+        raw: list[ChangeLike] = list(mvcc.events(
+            start, end, key=request.key, range_end=request.range_end,
+            prev_kv=request.prev_kv, limit=request.limit))
+        cut = cut_point(raw, request.limit)
+        if cut is not None:  # the limit may have split `cut`: read it again, whole
+            raw = drop_revision(raw, cut) + list(mvcc.events(
+                cut, cut, key=request.key, range_end=request.range_end,
+                prev_kv=request.prev_kv))
+            end = cut
+        too_big = cut_by_bytes(raw, limits.watch_reply_bytes_max)
+        if too_big is not None:
+            raw = [e for e in raw if e.kv.mod_revision < too_big]
+            end = too_big - 1
+        return raw, end
 
     def _reply(self, request: WatchPollRequest, events: list[ChangeLike], current: int,
                nxt: int) -> dict[str, Any]:

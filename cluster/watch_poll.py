@@ -142,6 +142,24 @@ def cut_point(events: Sequence[ChangeLike], limit: int) -> int | None:
     return events[-1].kv.mod_revision
 
 
+def cut_by_bytes(events: Sequence[ChangeLike], bytes_max: int) -> int | None:
+    """The first revision to leave for the next reply so this one stays near `bytes_max`.
+
+    Counts keys and values (prev_kv included). The first revision is always
+    kept whole, however large, so a watch always moves forward; None means
+    everything fits.
+    """
+    total = 0
+    first = events[0].kv.mod_revision if events else 0
+    for e in events:
+        total += len(e.kv.key) + len(e.kv.value)
+        if e.prev_kv is not None:
+            total += len(e.prev_kv.key) + len(e.prev_kv.value)
+        if total > bytes_max and e.kv.mod_revision != first:
+            return e.kv.mod_revision
+    return None
+
+
 def drop_revision(events: Sequence[ChangeLike], revision: int) -> list[ChangeLike]:
     """`events` without those of `revision` (which the caller re-reads whole)."""
     return [e for e in events if e.kv.mod_revision != revision]

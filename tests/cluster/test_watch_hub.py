@@ -17,7 +17,7 @@ import trio.testing
 
 from actors.wait import AppliedIndex
 from actors.watch import WatchHub
-from cluster import kv
+from cluster import kv, limits
 from cluster.errors import BadRequestError, CompactedError, UnavailableError
 from storage.mvcc import MvccStore
 
@@ -189,3 +189,22 @@ async def test_malformed_polls_are_bad_requests(member: FakeMember, args: dict[s
     hub = WatchHub(member, member.applied, "m1")
     with pytest.raises(BadRequestError):
         await hub.poll({"op": "watch_poll", **args})
+
+
+async def test_a_reply_over_the_byte_budget_ends_at_a_revision_boundary(
+        member: FakeMember, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "watch_reply_bytes_max", 2500)
+    big = "x" * 1000
+    first = member.apply(kv.TxnRequest(compare=(), success=tuple(
+        kv.PutRequest(key=f"b/{i}".encode(), value=big.encode()) for i in range(4)), failure=()))
+    second = member.put("b/5", big)
+    member.put("b/6", big)
+    member.put("b/7", big)
+    hub = WatchHub(member, member.applied, "m1")
+    reply = await hub.poll(poll_body("b/", range_end=b"b0", start_revision=first))
+    # The first revision goes whole even though it alone is over the budget.
+    assert [r for _, _, r in keys_of(reply)] == [first] * 4
+    assert reply["next_revision"] == second
+    rest = await hub.poll(poll_body("b/", range_end=b"b0", start_revision=second))
+    assert [r for _, _, r in keys_of(rest)] == [second, second + 1]
+    assert rest["next_revision"] == second + 2

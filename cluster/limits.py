@@ -49,6 +49,10 @@ free for unary requests. A poll over the cap gets `unavailable` (the client move
 watch_events_max = 1000
 """Events in one watch reply (a larger `limit` is cut to this); a revision is never split."""
 
+watch_reply_bytes_max = 4 * 1024 * 1024
+"""Key and value bytes in one watch reply; beyond it the reply ends at a revision boundary
+(the first revision always goes whole, however large)."""
+
 watch_timeout_ms_max = 30_000
 """Longest a watch long-poll waits for a new revision before answering empty."""
 

@@ -147,7 +147,8 @@ class LeaderProxy:
                 self._discard(url, sock)
                 raise UnavailableError(f"cannot send to the leader at {url}: {exc}") from None
             try:
-                return await ctx.arecv()
+                raw: bytes = await ctx.arecv()
+                return raw
             except pynng.NNGException as exc:
                 self._discard(url, sock)
                 raise TimeoutError_(f"connection to the leader at {url} lost: {exc}") from None

@@ -154,7 +154,8 @@ def wait_predecessors(client: Any, prefix: bytes, below_revision: int,
         r = client.get(prefix, prefix=True, max_create_revision=below_revision - 1,
                        sort_target="create", sort_order="descend", limit=1)
         if not r.kvs:
-            return r.header
+            header: ResponseHeader = r.header
+            return header
         wait_for_delete(client, r.kvs[0], r.header.revision, deadline)
 
 
@@ -198,7 +199,7 @@ class Session:
     @property
     def lost(self) -> bool:
         """The cluster said the lease is gone (expired or revoked)."""
-        return self._keepalive.lost
+        return bool(self._keepalive.lost)
 
     def orphan(self) -> None:
         """Stop renewing without revoking: the lease (and what it holds) expires after its

@@ -18,6 +18,7 @@ import pynng
 import trio
 
 from actors.events import PeerMessages, RaftInput
+from actors.fault_injection import fault_control_from_env, send_later
 from actors.snapshot_transfer import SnapshotReceiver
 from cluster import codec, limits
 from cluster.errors import BadRequestError, EtcdliteError
@@ -47,6 +48,8 @@ class PeerTransport:
         self._peer_urls = dict(peers)
         self._frames_in = self._frames_out = self._rejected = self._dropped = 0
         self._nursery: trio.Nursery | None = None
+        # None (no cost, no way in) unless ETCDLITE_FAULT_FILE is set: torture runs only.
+        self._faults = fault_control_from_env()
         for pid in peers:
             self._make_outbox(pid)
 
@@ -107,6 +110,8 @@ class PeerTransport:
             frame = await sock.arecv()
             try:
                 body = codec.decode_frame(frame)
+                if self._faults is not None and self._faults.inbound_blocked(body.get("from")):
+                    continue
                 if "snap" in body and self._snapshots is not None:
                     sender = body.get("from")
                     if not isinstance(sender, int) or sender not in self._peer_urls:
@@ -144,5 +149,20 @@ class PeerTransport:
                             batch.append(outbox.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    await sock.asend(codec.encode_peer_frame(self.member_id, batch))
+                    frame = codec.encode_peer_frame(self.member_id, batch)
+                    if self._faults is None:
+                        await sock.asend(frame)
+                    else:
+                        await self._send_with_faults(sock, pid, frame)
                     self._frames_out += 1
+
+    async def _send_with_faults(self, sock: pynng.Push0, pid: int, frame: bytes) -> None:
+        """Torture runs only (actors.fault_injection): drop, delay or duplicate a frame."""
+        assert self._faults is not None
+        assert self._nursery is not None
+        for delay_s in self._faults.outbound(pid):
+            if delay_s <= 0:
+                await sock.asend(frame)
+            else:
+                self._nursery.start_soon(send_later, self._faults, sock.asend, frame, delay_s,
+                                         pynng.NNGException)

@@ -78,11 +78,18 @@ class Report:
     percentiles_s: dict[str, float]
     histogram: list[tuple[float, int]]
     client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0  # CPU of the member processes, when they run on this host
     environment: dict[str, Any] = field(default_factory=dict)
 
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    @property
+    def server_cpu_us_per_request(self) -> float:
+        """Member CPU per answered request: steadier than requests/s on a shared
+        machine, where other processes take CPU from the members."""
+        return 1e6 * self.server_cpu_s / self.requests if self.requests else 0.0
 
     def p(self, pct: float) -> float:
         return self.percentiles_s.get(percentile_key(pct), 0.0)
@@ -90,7 +97,7 @@ class Report:
 
 def summarize(name: str, params: Mapping[str, Any], latencies_s: Sequence[float],
               errors: Mapping[str, int], elapsed_s: float, *, client_cpu_s: float = 0.0,
-              environment: Mapping[str, Any] | None = None) -> Report:
+              server_cpu_s: float = 0.0, environment: Mapping[str, Any] | None = None) -> Report:
     """Reduce a run to its figures. Throughput counts successful requests only, as
     a failed request is not served work."""
     values = sorted(latencies_s)
@@ -104,7 +111,7 @@ def summarize(name: str, params: Mapping[str, Any], latencies_s: Sequence[float]
         average_s=mean, stddev_s=math.sqrt(var),
         fastest_s=values[0] if n else 0.0, slowest_s=values[-1] if n else 0.0,
         percentiles_s={percentile_key(p): percentile(values, p) for p in PERCENTILES},
-        histogram=histogram(values), client_cpu_s=client_cpu_s,
+        histogram=histogram(values), client_cpu_s=client_cpu_s, server_cpu_s=server_cpu_s,
         environment=dict(environment or {}),
     )
 
@@ -139,6 +146,7 @@ def from_json(data: Mapping[str, Any]) -> Report:
             percentiles_s={str(k): float(v) for k, v in data["percentiles_s"].items()},
             histogram=[(float(e), int(c)) for e, c in data["histogram"]],
             client_cpu_s=float(data.get("client_cpu_s", 0.0)),
+            server_cpu_s=float(data.get("server_cpu_s", 0.0)),
             environment=dict(data.get("environment", {})),
         )
     except (KeyError, TypeError, AttributeError) as exc:
@@ -169,6 +177,8 @@ def summary_rows(r: Report) -> list[tuple[str, str]]:
         ("slowest ms", ms(r.slowest_s)),
         ("errors", f"{r.error_count} ({errors})"),
         ("load generator CPU", cpu),
+        *([("member CPU", f"{r.server_cpu_s:.2f} s ({r.server_cpu_us_per_request:,.0f} us "
+                          "per request)")] if r.server_cpu_s else []),
     ]
 
 
@@ -208,6 +218,7 @@ _COMPARED: tuple[tuple[str, bool], ...] = (
     # metric, higher is better
     ("requests/s", True), ("average ms", False), ("p50 ms", False), ("p90 ms", False),
     ("p99 ms", False), ("slowest ms", False), ("errors", False),
+    ("member CPU us/req", False),
 )
 
 
@@ -216,6 +227,7 @@ def _metric(r: Report, metric: str) -> float:
         "requests/s": r.requests_per_s, "average ms": r.average_s * 1000,
         "p50 ms": r.p(50) * 1000, "p90 ms": r.p(90) * 1000, "p99 ms": r.p(99) * 1000,
         "slowest ms": r.slowest_s * 1000, "errors": float(r.error_count),
+        "member CPU us/req": r.server_cpu_us_per_request,
     }[metric]
 
 
@@ -224,6 +236,8 @@ def compare(old: Report, new: Report) -> list[CompareRow]:
     rows = []
     for metric, higher_is_better in _COMPARED:
         a, b = _metric(old, metric), _metric(new, metric)
+        if metric == "member CPU us/req" and not (a and b):
+            continue  # one of the runs could not see the member processes
         change = (b - a) / a if a else None
         better = None if a == b else (b > a) == higher_is_better
         rows.append(CompareRow(metric, a, b, change, better))
@@ -250,10 +264,10 @@ def format_change(row: CompareRow) -> str:
 
 def compare_lines(old: Report, new: Report) -> list[str]:
     """Plain-text comparison (also what the rich table shows)."""
-    lines = [f"  {'metric':<12} {'saved':>12} {'now':>12} {'change':>9}"]
+    lines = [f"  {'metric':<17} {'saved':>12} {'now':>12} {'change':>9}"]
     for row in compare(old, new):
         verdict = {True: "better", False: "worse", None: ""}[row.better]
-        lines.append(f"  {row.metric:<12} {row.old:>12,.3f} {row.new:>12,.3f} "
+        lines.append(f"  {row.metric:<17} {row.old:>12,.3f} {row.new:>12,.3f} "
                      f"{format_change(row):>9} {verdict}".rstrip())
     lines.extend(f"  note: workload differs, {d}" for d in param_differences(old, new))
     return lines

@@ -8,6 +8,7 @@ figure without its conditions cannot be compared later.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import psutil
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -142,11 +144,16 @@ def execute(opts: BenchOptions, name: str, params: dict[str, Any], make_call: Ma
                     engine=opts.engine)
     stderr(f"{name}: {total:,} requests, {opts.clients} clients over {opts.conns} "
             f"connections ({opts.engine}), leader {env.get('leader', '?')}")
+    members = member_processes(opts.endpoints)
+    server_cpu0 = cpu_seconds(members)
     result = run_load(spec, make_call)
+    server_cpu = cpu_seconds(members) - server_cpu0
     env["loadavg_after"] = list(os.getloadavg())
+    env["member_pids"] = [p.pid for p in members]
     all_params = {"clients": opts.clients, "conns": opts.conns, "total": total, **params}
     return rep.summarize(name, all_params, result.latencies_s, result.errors,
-                         result.elapsed_s, client_cpu_s=result.client_cpu_s, environment=env)
+                         result.elapsed_s, client_cpu_s=result.client_cpu_s,
+                         server_cpu_s=server_cpu, environment=env)
 
 
 def print_report(r: rep.Report) -> None:
@@ -159,11 +166,12 @@ def print_report(r: rep.Report) -> None:
     for label, value in rep.summary_rows(r):
         table.add_row(label, value)
     console.print(table)
-    console.print("Response time histogram:")
+    # Plain echo: rich would wrap these lines at the terminal width.
+    click.echo("Response time histogram:")
     for line in rep.histogram_lines(r):
-        console.print(line)
-    console.print("Latency distribution:")
-    console.print("  " + rep.distribution_line(r))
+        click.echo(line)
+    click.echo("Latency distribution:")
+    click.echo("  " + rep.distribution_line(r))
 
 
 def print_comparison(old: rep.Report, new: rep.Report, path: str) -> None:
@@ -208,3 +216,42 @@ def emit(opts: BenchOptions, report: rep.Report) -> None:
         raise UnavailableError(f"all {report.error_count} requests failed: {report.errors}")
 
 
+
+
+def member_processes(endpoints: tuple[str, ...]) -> list[psutil.Process]:
+    """The local processes listening on `endpoints` (best effort, by listening socket),
+    so a report can say how much member CPU the requests cost. Remote or unknown
+    endpoints are skipped."""
+    ports, paths = set(), set()
+    for endpoint in endpoints:
+        scheme, _, rest = endpoint.partition("://")
+        if scheme == "tcp":
+            host, _, port = rest.rpartition(":")
+            if host in ("127.0.0.1", "localhost", "0.0.0.0", "[::1]") and port.isdigit():
+                ports.add(int(port))
+        elif scheme == "ipc":
+            paths.add(rest)
+    pids = set()
+    with contextlib.suppress(psutil.Error, OSError):
+        if ports:
+            pids |= {c.pid for c in psutil.net_connections(kind="tcp")
+                     if c.pid and c.status == psutil.CONN_LISTEN and c.laddr
+                     and c.laddr.port in ports}
+        if paths:
+            pids |= {c.pid for c in psutil.net_connections(kind="unix")
+                     if c.pid and c.laddr in paths}
+    procs = []
+    for pid in sorted(pids):
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(pid))
+    return procs
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU of `procs` so far (a process that died counts 0)."""
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total

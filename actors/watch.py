@@ -55,6 +55,13 @@ scan_chunks_max = 4
 answers with no events and a `next_revision` short of the header (not a progress)."""
 
 
+shared_reads_max = 64
+"""Answers kept for polls that ask the same thing at the same store revision."""
+
+shared_bytes_max = 64 * 1024
+"""Only answers this small are kept for sharing, so sharing never pins much memory."""
+
+
 @dataclass(frozen=True, slots=True)
 class WatchStatistics:
     polls: int
@@ -62,6 +69,7 @@ class WatchStatistics:
     wakeups: int
     events_sent: int
     refused: int
+    reads: int
 
 
 @dataclass(eq=False, slots=True)
@@ -91,11 +99,13 @@ class WatchHub:
         self._by_key: dict[bytes, set[_Parked]] = {}
         self._ranges: set[_Parked] = set()
         self._waiting = 0
-        self._polls = self._wakeups = self._events_sent = self._refused = 0
+        self._polls = self._wakeups = self._events_sent = self._refused = self._reads = 0
+        self._shared: dict[tuple[Any, ...], tuple[list[dict[str, Any]], int | None]] = {}
+        self._shared_revision = 0
 
     def statistics(self) -> WatchStatistics:
         return WatchStatistics(self._polls, self._waiting, self._wakeups, self._events_sent,
-                               self._refused)
+                               self._refused, self._reads)
 
     # --- the actor: revision advances -> wake matching polls ---------------------------
 
@@ -174,7 +184,7 @@ class WatchHub:
         self._polls += 1
         if request.start_revision == 0:  # "from now": fix the start, deliver nothing
             current = self._member.mvcc.revision
-            return self._reply(request, [], current, current + 1)
+            return self._reply([], current, current + 1)
         deadline = trio.current_time() + request.timeout_ms / 1000
         while True:
             # No await between reading `current` and parking: an apply that lands
@@ -183,7 +193,7 @@ class WatchHub:
             events, last_seen = self._collect(request, current)
             if events or last_seen is not None or trio.current_time() >= deadline:
                 nxt = next_revision(request.start_revision, current, last_seen)
-                return self._reply(request, events, current, nxt)
+                return self._reply(events, current, nxt)
             if self._waiting >= self._waiting_max:
                 self._refused += 1
                 raise UnavailableError(
@@ -197,7 +207,30 @@ class WatchHub:
                 self._unpark(parked)
 
     def _collect(self, request: WatchPollRequest, current: int
-                 ) -> tuple[list[ChangeLike], int | None]:
+                 ) -> tuple[list[dict[str, Any]], int | None]:
+        """`_read`, as wire maps, once per distinct question and store revision.
+
+        Watchers of one hot range wake together and ask from the same revision:
+        they share one read and one conversion. Only small answers are kept
+        (`shared_bytes_max`), and only until the revision moves.
+        """
+        if current != self._shared_revision or len(self._shared) >= shared_reads_max:
+            self._shared.clear()
+            self._shared_revision = current
+        key = (request.key, request.range_end, request.start_revision, request.prev_kv,
+               request.filters, request.limit)
+        answer = self._shared.get(key)
+        if answer is None:
+            events, last_seen = self._read(request, current)
+            answer = [event_to_wire(e, request.prev_kv) for e in events], last_seen
+            size = sum(len(e.kv.value) + len(e.prev_kv.value if e.prev_kv else b"")
+                       for e in events)
+            if size <= shared_bytes_max:
+                self._shared[key] = answer
+        return answer
+
+    def _read(self, request: WatchPollRequest, current: int
+              ) -> tuple[list[ChangeLike], int | None]:
         """Matching events from the start revision up to `current`, whole revisions only.
 
         Returns:
@@ -206,6 +239,7 @@ class WatchHub:
         Raises:
             CompactedError: with the compact revision, for the client to report.
         """
+        self._reads += 1
         mvcc = self._member.mvcc
         start, chunks = request.start_revision, 0
         found: list[ChangeLike] = []
@@ -247,9 +281,8 @@ class WatchHub:
             end = too_big - 1
         return raw, end
 
-    def _reply(self, request: WatchPollRequest, events: list[ChangeLike], current: int,
-               nxt: int) -> dict[str, Any]:
+    def _reply(self, events: list[dict[str, Any]], current: int, nxt: int
+               ) -> dict[str, Any]:
         self._events_sent += len(events)
-        return {"header": self._member.header(current),
-                "events": [event_to_wire(e, request.prev_kv) for e in events],
+        return {"header": self._member.header(current), "events": events,
                 "next_revision": nxt}

@@ -208,3 +208,23 @@ async def test_a_reply_over_the_byte_budget_ends_at_a_revision_boundary(
     rest = await hub.poll(poll_body("b/", range_end=b"b0", start_revision=second))
     assert [r for _, _, r in keys_of(rest)] == [second, second + 1]
     assert rest["next_revision"] == second + 2
+
+
+async def test_polls_asking_the_same_thing_share_one_read(
+        member: FakeMember, autojump_clock: trio.testing.MockClock) -> None:
+    hub = WatchHub(member, member.applied, "m1")
+    replies: list[dict[str, Any]] = []
+
+    async def watcher() -> None:
+        replies.append(await hub.poll(poll_body("hot", start_revision=2, timeout_ms=30000)))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        for _ in range(5):
+            nursery.start_soon(watcher)
+        await trio.sleep(1)
+        member.put("hot")
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert [keys_of(r) for r in replies] == [[("put", "hot", 2)]] * 5
+    assert hub.statistics().reads == 2  # one before parking, one after the wake-up

@@ -207,8 +207,8 @@ def test_a_watcher_that_does_not_poll_blocks_no_write_and_catches_up(
     with cluster.client() as c, c.watch("slow/", prefix=True, progress_notify=True,
                                          poll_timeout_s=POLL_S) as w:
         started = time.monotonic()
-        threads = [threading.Thread(target=write_puts, args=(cluster, f"slow/{t}/", 250))
-                   for t in range(4)]
+        threads = [threading.Thread(target=write_puts, args=(cluster, f"slow/{t}/", 125))
+                   for t in range(8)]
         for t in threads:
             t.start()
         for t in threads:

@@ -153,6 +153,7 @@ class SimCluster:
             self._lost(m, incarnation)
             return
         self.net.stats.delivered += 1
+        self.net.stats.delivered_by_type[m.type] += 1
         node.step(m)
         self._after(node)
         if m.type is MessageType.SNAP:
@@ -266,14 +267,15 @@ class SimCluster:
         self._payload_seq += 1
         return b"w%d" % self._payload_seq
 
-    def propose(self, node_id: int) -> bytes | None:
+    def propose(self, node_id: int, batch: int = 1) -> bytes | None:
+        """Propose `batch` fresh payloads at `node_id`; returns the last one (None if dropped)."""
         node = self.nodes[node_id]
         if not node.up:
             return None
-        payload = self.new_payload()
-        ok = node.propose(payload)
+        payloads = [self.new_payload() for _ in range(batch)]
+        ok = node.propose(*payloads)
         self._after(node)
-        return payload if ok else None
+        return payloads[-1] if ok else None
 
     def read(self, node_id: int) -> bytes | None:
         node = self.nodes[node_id]

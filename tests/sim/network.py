@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cluster.messages import Message
+from cluster.messages import Message, MessageType
 
 TICK_STEPS = 10
 """Simulator steps per Raft tick; message delays are measured in steps."""
@@ -52,6 +53,7 @@ class NetStats:
     delivered: int = 0
     dropped: int = 0
     duplicated: int = 0
+    delivered_by_type: Counter[MessageType] = field(default_factory=Counter)
 
 
 class SimNetwork:

@@ -77,6 +77,7 @@ class NodeOptions:
     # writer is busy. The contract allows it; synchronous Readies would hide
     # every bug that needs two steps between persists.
     ready_defer: float = 0.0
+    committed_per_ready_max: int = 4096
 
 
 class SimNode:
@@ -147,7 +148,8 @@ class SimNode:
                          heartbeat_ticks=self.options.heartbeat_ticks,
                          pre_vote=self.options.pre_vote, check_quorum=self.options.check_quorum,
                          inflight_max=self.options.inflight_max,
-                         entries_per_message_max=self.options.entries_per_message_max)
+                         entries_per_message_max=self.options.entries_per_message_max,
+                         committed_per_ready_max=self.options.committed_per_ready_max)
         self.raft = Raft(cfg, hard_state=s.hard_state, snapshot_meta=s.snapshot_meta,
                          entries=list(s.entries), conf=conf,
                          rng=random.Random(self.rng.getrandbits(64)), applied=applied)
@@ -167,11 +169,12 @@ class SimNode:
         self.raft.step(m)
         self.process_ready()
 
-    def propose(self, payload: bytes) -> bool:
+    def propose(self, *payloads: bytes) -> bool:
+        """Propose a batch of payloads (one Raft proposal, as a batching server does)."""
         assert self.raft is not None
-        ok = self.raft.propose([payload])
+        ok = self.raft.propose(list(payloads))
         if ok:
-            self.pending_writes.add(payload)
+            self.pending_writes.update(payloads)
         self.process_ready()
         return ok
 
@@ -239,6 +242,11 @@ class SimNode:
             self._maybe_compact()
             self._serve_reads()
             self.observe()
+            if not force and defer and self.rng.random() < defer:
+                # Stop between two Readies: with committed_per_ready_max small
+                # this leaves applying behind committing across events.
+                self.deferred = raft.has_ready()
+                return
 
     def _persist(self, rd: Ready) -> None:
         s = self.store

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 
 from tests.sim.workload import ScheduleResult, replay_hint, run_schedule
 
@@ -39,11 +40,18 @@ def test_random_schedules() -> None:
     elapsed = time.perf_counter() - started
     # Coverage, so a quietly toothless workload shows up in `-s` output and here.
     elections = sum(r.elections for r in results)
+    delivered: Counter[str] = Counter()
+    for r in results:
+        delivered.update(r.delivered)
     print(f"{len(results)} schedules in {elapsed:.1f}s: {elections} elections, "
           f"{sum(r.acked for r in results)} acked writes, {sum(r.reads for r in results)} reads, "
           f"{sum(r.snapshots_installed for r in results)} snapshot installs, "
-          f"{sum(r.conf_changes for r in results)} conf changes")
+          f"{sum(r.conf_changes for r in results)} conf changes; delivered {dict(delivered)}")
     if len(results) >= 100:
+        # A workload that silently stopped exercising a feature would still pass.
         assert elections > len(results)
         assert sum(r.snapshots_installed for r in results) > 0
         assert sum(r.conf_changes for r in results) > 0
+        for kind in ("PRE_VOTE", "VOTE", "SNAP", "TIMEOUT_NOW", "READ_INDEX",
+                     "READ_INDEX_RESP", "PROP", "TRANSFER_LEADER"):
+            assert delivered[kind] > 0, f"no {kind} delivered in {len(results)} schedules"

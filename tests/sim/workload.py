@@ -38,6 +38,7 @@ class ScheduleResult:
     conf_changes: int
     leader_ticks: int
     commit_ticks: int
+    delivered: dict[str, int]  # message type name -> deliveries (coverage at a glance)
 
 
 def replay_hint(seed: int) -> str:
@@ -72,7 +73,7 @@ class Chaos:
         if not up:
             return
         if rng.random() < self.p_write:
-            c.propose(rng.choice(up))
+            c.propose(rng.choice(up), batch=1 if rng.random() < 0.8 else rng.randint(2, 6))
         if rng.random() < self.p_read:
             c.read(rng.choice(up))
         if rng.random() < self.p_crash:
@@ -183,6 +184,7 @@ def run_schedule(seed: int, *, chaos_ticks: int | None = None,
         inflight_max=rng.choice((1, 4, 8)),
         entries_per_message_max=rng.choice((1, 4, 16)),
         ready_defer=rng.choice((0.0, 0.3, 0.6)),
+        committed_per_ready_max=rng.choice((4096, 1, 3)),
     )
     options = dataclasses.replace(options, **option_overrides)
     faults = Faults(drop=rng.choice((0.0, 0.02, 0.1)),
@@ -201,4 +203,5 @@ def run_schedule(seed: int, *, chaos_ticks: int | None = None,
     return ScheduleResult(seed, len(cluster.nodes), cluster.now // TICK_STEPS, st.elections,
                           len(cluster.checker.committed), len(cluster.acked()),
                           st.reads_checked, st.snapshots_installed, chaos.conf_changes,
-                          leader_ticks, commit_ticks)
+                          leader_ticks, commit_ticks,
+                          {t.name: n for t, n in cluster.net.stats.delivered_by_type.items()})

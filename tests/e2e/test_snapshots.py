@@ -6,7 +6,9 @@ import sqlite3
 import time
 
 import pytest
+import trio
 
+from cluster.client import AsyncClient
 from tests.e2e.harness import ProcessCluster, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -21,9 +23,19 @@ def wal_entries(pc: ProcessCluster, name: str) -> int:
 
 
 def put_many(pc: ProcessCluster, names: list[str], start: int, count: int) -> None:
-    with pc.client(names) as c:
-        for i in range(start, start + count):
-            c.put(f"snap/{i:05d}", f"v{i}")
+    """Write `count` keys with 16 writers in flight (each write still one Raft entry)."""
+    endpoints = [pc.endpoint(n) for n in names]
+
+    async def main() -> None:
+        async with AsyncClient(endpoints, timeout_s=10) as c:
+            async def writer(first: int) -> None:
+                for i in range(first, start + count, 16):
+                    await c.put(f"snap/{i:05d}", f"v{i}")
+            async with trio.open_nursery() as nursery:
+                for w in range(16):
+                    nursery.start_soon(writer, start + w)
+
+    trio.run(main)
 
 
 def test_lagging_follower_catches_up_by_snapshot_and_wal_stays_bounded(make_cluster) -> None:

@@ -109,3 +109,17 @@ def test_revision_auto_compaction_keeps_the_last_n_revisions(make_cluster, monke
         with pytest.raises(CompactedError):
             c.get("key", revision=revision - 11)
         assert c.get("key", revision=revision - 10).kvs[0].value == b"v29"
+
+
+def test_periodic_auto_compaction_keeps_the_retention_window(make_cluster) -> None:
+    pc: ProcessCluster = make_cluster(3, auto_compaction_mode="periodic",
+                                      auto_compaction_retention="2s")
+    pc.wait_for_leader(15)
+    with pc.client() as c:
+        first = c.put("key", "first").header.revision
+        wait_until(lambda: pc.status(pc.leader() or pc.names[0]).compact_revision >= first,
+                   10, "a periodic compaction")
+        recent = c.put("key", "recent").header.revision
+        compacted = max(pc.status(n).compact_revision for n in pc.names)
+        assert first <= compacted < recent  # younger than the retention: kept
+        assert c.get("key", revision=recent).kvs[0].value == b"recent"

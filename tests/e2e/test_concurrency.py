@@ -176,7 +176,7 @@ def cli(pc: ProcessCluster, *args: str) -> Result:
     return CliRunner().invoke(cli_group, list(args), env=env, catch_exceptions=False)
 
 
-def test_cli_leases_lock_and_elect(make_cluster, tmp_path: Path) -> None:
+def test_cli_leases_and_lock(make_cluster, tmp_path: Path) -> None:
     pc = make_cluster(3, **FAST)
     pc.wait_for_leader(15)
     lease_id = cli(pc, "lease", "grant", "30").stdout.split()[1]
@@ -203,6 +203,10 @@ def test_cli_leases_lock_and_elect(make_cluster, tmp_path: Path) -> None:
     with pc.client() as c:
         assert c.get("job/", prefix=True).kvs == ()  # released after the command
 
+
+def test_cli_elect_and_listen(make_cluster) -> None:
+    pc = make_cluster(3, **FAST)
+    pc.wait_for_leader(15)
     env = {**os.environ, "ETCDLITE_ENDPOINTS": ",".join(pc.endpoint(n) for n in pc.names)}
     leader = subprocess.Popen([sys.executable, "-m", "cluster", "elect", "web", "node-a"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)

@@ -47,14 +47,14 @@ from cluster.messages import (
     SoftState,
 )
 from cluster.progress import Inflights, Progress, ProgressState
-from cluster.quorum import VoteResult, has_quorum, vote_result
+from cluster.quorum import has_quorum
+from cluster.raft_election import TRANSFER_CONTEXT, ElectionRole
+from cluster.raft_follower import FollowerRole
 from cluster.raft_leader import LeaderRole
 from cluster.raft_log import RaftLog
 from cluster.read_only import ReadOnly
 
 MT = MessageType
-TRANSFER_CONTEXT = b"transfer"
-"""Vote context of a campaign started by TimeoutNow: it may override a leader lease."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ class Status:
     progress: dict[int, tuple[int, int, str]]  # id -> (match, next, state); leader only
 
 
-class Raft(LeaderRole):
+class Raft(LeaderRole, FollowerRole, ElectionRole):
     """One member's Raft state. Construct from what the WAL holds (see BootState)."""
 
     def __init__(self, config: RaftConfig, *, hard_state: HardState, snapshot_meta: SnapshotMeta,
@@ -399,123 +399,3 @@ class Raft(LeaderRole):
             self._handle_vote_request(m)
         else:
             self._step_fn(m)
-
-    def _hup(self, *, transfer: bool) -> None:
-        if self.role is Role.LEADER or not self.promotable():
-            return
-        if self.log.applied < self.log.committed and self._has_unapplied_conf_change():
-            return  # etcd: do not campaign with a pending configuration change
-        if self.cfg.pre_vote and not transfer:
-            self._become_pre_candidate()
-            self._request_votes(MT.PRE_VOTE, self.term + 1, b"")
-        else:
-            self._become_candidate()
-            self._request_votes(MT.VOTE, self.term, TRANSFER_CONTEXT if transfer else b"")
-
-    def _has_unapplied_conf_change(self) -> bool:
-        base = self.log.applied + 1
-        return any(e.type is EntryType.CONF_CHANGE
-                   for e in self.log.slice(base, self.log.committed + 1, 1 << 62, 1 << 30)) \
-            if base <= self.log.committed else False
-
-    def _request_votes(self, mtype: MessageType, term: int, context: bytes) -> None:
-        resp = MT.PRE_VOTE_RESP if mtype is MT.PRE_VOTE else MT.VOTE_RESP
-        self._record_vote(Message(resp, to=self.id, frm=self.id, term=term))
-        for pid in sorted(self.conf.voters):
-            if pid != self.id:
-                self._send(Message(mtype, to=pid, frm=self.id, term=term,
-                                   index=self.log.last_index(), log_term=self.log.last_term(),
-                                   context=context))
-
-    def _handle_vote_request(self, m: Message) -> None:
-        can_vote = (self.vote == m.frm
-                    or (self.vote == NONE and self.leader == NONE)
-                    or (m.type is MT.PRE_VOTE and m.term > self.term))
-        resp = MT.PRE_VOTE_RESP if m.type is MT.PRE_VOTE else MT.VOTE_RESP
-        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
-            self._send(Message(resp, to=m.frm, frm=self.id, term=m.term))
-            if m.type is MT.VOTE:
-                self.election_elapsed = 0
-                self.vote = m.frm
-        else:
-            self._send(Message(resp, to=m.frm, frm=self.id, term=self.term, reject=True))
-
-    def _record_vote(self, m: Message) -> None:
-        self.votes.setdefault(m.frm, not m.reject)
-        result = vote_result(self.conf.voters, self.votes)
-        if result is VoteResult.WON:
-            if self.role is Role.PRE_CANDIDATE:
-                self._become_candidate()
-                self._request_votes(MT.VOTE, self.term, b"")
-            else:
-                self._become_leader()
-                self._bcast_append()
-        elif result is VoteResult.LOST:
-            self.become_follower(self.term, NONE)
-
-    def _step_candidate(self, m: Message) -> None:
-        expected = MT.PRE_VOTE_RESP if self.role is Role.PRE_CANDIDATE else MT.VOTE_RESP
-        if m.type is MT.PROP:
-            return  # no leader: dropped
-        if m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
-            self.become_follower(m.term, m.frm)
-            self._step_follower(m)
-        elif m.type is expected:
-            self._record_vote(m)
-        elif m.type is MT.TIMEOUT_NOW:
-            pass  # a candidate ignores it
-
-    def _step_follower(self, m: Message) -> None:
-        t = m.type
-        if t is MT.PROP:
-            if self.leader != NONE:
-                self._send(Message(MT.PROP, to=self.leader, frm=self.id, entries=m.entries))
-        elif t is MT.APP:
-            self.election_elapsed = 0
-            self.leader = m.frm
-            self._handle_append(m)
-        elif t is MT.HEARTBEAT:
-            self.election_elapsed = 0
-            self.leader = m.frm
-            self.log.commit_to(min(m.commit, self.log.last_index()))
-            self._send(Message(MT.HEARTBEAT_RESP, to=m.frm, frm=self.id, context=m.context))
-        elif t is MT.SNAP:
-            self.election_elapsed = 0
-            self.leader = m.frm
-            self._handle_snapshot(m)
-        elif t is MT.TIMEOUT_NOW:
-            self._hup(transfer=True)
-        elif t in (MT.READ_INDEX, MT.TRANSFER_LEADER):
-            if self.leader != NONE:
-                self._send(Message(t, to=self.leader, frm=m.frm if t is MT.TRANSFER_LEADER
-                                   else self.id, entries=m.entries))
-        elif t is MT.READ_INDEX_RESP:
-            self.read_states.append(ReadState(m.index, m.entries[0].data if m.entries else b""))
-
-    def _handle_append(self, m: Message) -> None:
-        if m.index < self.log.committed:
-            self._send(Message(MT.APP_RESP, to=m.frm, frm=self.id, index=self.log.committed))
-            return
-        last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
-        if last_new is not None:
-            self._send(Message(MT.APP_RESP, to=m.frm, frm=self.id, index=last_new))
-        else:
-            hint, hint_term = self.log.find_conflict_by_term(m.index, m.log_term)
-            self._send(Message(MT.APP_RESP, to=m.frm, frm=self.id, index=m.index, reject=True,
-                               reject_hint=hint, log_term=hint_term))
-
-    def _handle_snapshot(self, m: Message) -> None:
-        assert m.snapshot is not None
-        meta = m.snapshot.meta
-        if meta.index <= self.log.committed:
-            self._send(Message(MT.APP_RESP, to=m.frm, frm=self.id, index=self.log.committed))
-            return
-        if self.log.match_term(meta.index, meta.term):
-            # We already hold the entries the snapshot covers: just fast-forward commit.
-            self.log.commit_to(meta.index)
-        else:
-            self.log.restore(meta.index, meta.term)
-            self.conf = meta.conf
-            self.snapshot_meta = meta
-            self._pending_snapshot = m.snapshot
-        self._send(Message(MT.APP_RESP, to=m.frm, frm=self.id, index=self.log.last_index()))

@@ -14,7 +14,9 @@ Three measurements, each repeated `rounds` times:
   target leads) and until a put is acknowledged.
 - catch-up: kill -9 a follower, write `catch_up_keys` keys, restart it; time
   from the restart until its applied index reaches the leader's (and, of
-  that, how long the process took to answer at all).
+  that, how long the process took to answer at all). `via_snapshot` says
+  whether the leader had to send a snapshot (the backlog crossed a snapshot
+  and fell out of the kept log tail) rather than entries.
 
 Times are wall-clock from the client's side and include polling (every
 `poll_s`), so they are upper bounds accurate to about one poll.
@@ -170,14 +172,19 @@ def measure_catch_up(pc: ScratchCluster, keys: int) -> dict[str, float]:
     if result.errors:
         raise RuntimeError(f"writing the backlog failed: {dict(result.errors)}")
     behind = pc.status(leader).applied_index
+    log_path = pc.root / f"{follower}.log"
+    log_offset = log_path.stat().st_size
     pc.start(follower)
     t0 = time.perf_counter()
     wait_for(lambda: pc.status(follower, 0.2), f"{follower} to answer")
     up_s = time.perf_counter() - t0
     wait_for(lambda: pc.status(follower).applied_index >= behind, f"{follower} to catch up")
     total_s = time.perf_counter() - t0
+    with log_path.open("rb") as f:  # did the leader send a snapshot or log entries?
+        f.seek(log_offset)
+        via_snapshot = b"installed snapshot" in f.read()
     return {"entries_behind": float(keys), "process_up_s": up_s, "caught_up_s": total_s,
-            "write_backlog_s": result.elapsed_s}
+            "via_snapshot": float(via_snapshot), "write_backlog_s": result.elapsed_s}
 
 
 def run_failover(members: int = 3, rounds: int = 3, catch_up_keys: int = 10_000,

@@ -171,7 +171,11 @@ class Member:
         return self.node.view.leader if self.node is not None else NONE
 
     def client_url_of(self, member_id: int) -> str | None:
-        """A member's native client URL (for forwarding to the leader), None if unknown."""
+        """A member's native client URL (for forwarding to the leader), None if unknown:
+        the applied membership first (members added at runtime), then the config file."""
+        for m in self.mvcc.members():
+            if m.id == member_id and m.client_urls:
+                return m.client_urls[0]
         spec = self.cfg.cluster.member_by_id(member_id)
         return spec.client_url if spec is not None else None
 

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import io
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,10 +35,8 @@ from typing import Any
 
 import click
 import psutil
-from rich import box
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))  # a script, not an installed module: find cluster/ next to us
@@ -51,6 +47,12 @@ from cluster.config import (  # noqa: E402
     default_local_cluster,
     dump_toml,
     load_cluster_config,
+)
+from cluster.local_cluster import LOCAL_BASE_PORTS, add_member  # noqa: E402
+from cluster.supervisor_view import (  # noqa: E402
+    MemberRow,
+    render_table,
+    status_lines,
 )
 
 STOP_GRACE_S = 5.0
@@ -129,83 +131,6 @@ def exit_line(name: str, returncode: int, decision: RestartDecision) -> str:
     if decision.restart:
         return f"{name} exited ({how}); restarting in {decision.delay_s:g}s"
     return f"{name} exited ({how}); not restarting"
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRow:
-    """One line of the live table; None means unknown (member down or not asked yet)."""
-
-    name: str
-    pid: int | None = None
-    state: str = "starting"  # running | backoff <s> | exited | stopped | starting
-    reachable: bool = False
-    role: str | None = None
-    term: int | None = None
-    leader: str | None = None
-    commit_index: int | None = None
-    applied_index: int | None = None
-    revision: int | None = None
-    cpu_percent: float | None = None
-    rss_bytes: int | None = None
-    restarts: int = 0
-
-
-def status_lines(prev: Mapping[str, MemberRow], cur: Sequence[MemberRow]) -> list[str]:
-    """Plain lines for --no-tui: leader changes and reachability flips, nothing else."""
-    lines: list[str] = []
-    for row in cur:
-        old = prev.get(row.name)
-        if row.reachable and row.role == "leader" and (
-                old is None or old.role != "leader" or old.term != row.term):
-            lines.append(f"{row.name} became leader at term {row.term}")
-        if old is not None and old.reachable and not row.reachable and row.state == "running":
-            lines.append(f"{row.name} is unreachable")
-        elif row.reachable and (old is None or not old.reachable):
-            lines.append(f"{row.name} is reachable ({row.role}, term {row.term})")
-    return lines
-
-
-def format_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    if n < 1024:
-        return f"{n}B"
-    value, unit = n / 1024, "KiB"
-    for bigger in ("MiB", "GiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f}{unit}"
-
-
-def _cell(value: object) -> str:
-    return "?" if value is None else str(value)
-
-
-def render_table(rows: Sequence[MemberRow], title: str = "etcdlite") -> Table:
-    # Borderless with one space between columns: fits 100 columns; rich shrinks it below.
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False, padding=0)
-    for column in ("member", "pid", "state", "role", "term", "leader", "commit", "applied",
-                   "rev", "cpu%", "rss", "restarts"):
-        left = column in ("member", "state", "role", "leader")
-        table.add_column(column, justify="left" if left else "right", no_wrap=True)
-    for r in rows:
-        role = r.role if r.reachable else "down"
-        style = "bold green" if role == "leader" else ("red" if role == "down" else None)
-        cpu = None if r.cpu_percent is None else f"{r.cpu_percent:.0f}"
-        table.add_row(r.name, _cell(r.pid), r.state, _cell(role), _cell(r.term), _cell(r.leader),
-                      _cell(r.commit_index), _cell(r.applied_index), _cell(r.revision), _cell(cpu),
-                      format_bytes(r.rss_bytes), str(r.restarts), style=style)
-    return table
-
-
-def render_text(rows: Sequence[MemberRow], width: int = 120) -> str:
-    """The table as plain text (tests, logs)."""
-    buf = io.StringIO()
-    Console(file=buf, width=width, color_system=None, force_terminal=False).print(
-        render_table(rows))
-    return buf.getvalue()
 
 
 def build_config(*, members: int | None, config_path: Path | None,
@@ -462,67 +387,6 @@ class Supervisor:
 
 
 # --- CLI -----------------------------------------------------------------------------
-
-LOCAL_BASE_PORTS = (2379, 22379, 32379, 42379, 52379, 62379, 12379)
-"""DESIGN.md "Ports": member k's base port B_k (peer B_k+1, native client B_k-1)."""
-
-
-def add_member(data_dir: Path, name: str, timeout_s: float = 60.0) -> None:
-    """Grow the running local cluster in `data_dir` by one member, safely.
-
-    The member is added as a learner through the cluster (member_add), appended
-    to cluster.toml (the running supervisor notices and starts it with
-    initial-cluster-state existing), and promoted to a voter once it has caught
-    up, as etcd recommends.
-    """
-    from cluster.client import Client
-    from cluster.config import cluster_id_for, find_free_ports, member_spec
-    from cluster.errors import BadRequestError, EtcdliteError
-
-    path = data_dir.resolve() / "cluster.toml"
-    if not path.exists():
-        raise click.ClickException(f"no cluster in {data_dir}: start supervisor.py first")
-    cfg = load_cluster_config(path)
-    if any(m.name == name for m in cfg.members):
-        raise click.ClickException(f"{name} is already a member")
-    used = {m.peer_url for m in cfg.members}
-    standard = {f"tcp://127.0.0.1:{b + 1}" for b in LOCAL_BASE_PORTS}
-    if used <= standard:  # the default layout: take the next conventional slot
-        base = next((b for b in LOCAL_BASE_PORTS if f"tcp://127.0.0.1:{b + 1}" not in used),
-                    None)
-        if base is None:
-            raise click.ClickException("no free local port slot left (7 members at most)")
-    else:
-        base = find_free_ports(3) + 1  # client base-1, etcd base, peer base+1
-    spec = member_spec(name, f"tcp://127.0.0.1:{base + 1}", f"tcp://127.0.0.1:{base - 1}",
-                       f"http://127.0.0.1:{base}", token=cfg.token)
-    with Client([m.client_url for m in cfg.members], timeout_s=10) as c:
-        try:
-            c.member_add(name, [spec.peer_url], [spec.client_url], is_learner=True)
-        except EtcdliteError as exc:
-            raise click.ClickException(f"member add failed: {exc}") from None
-        click.echo(f"{name} ({spec.member_id:x}) added as a learner")
-        members = (*cfg.members, spec)
-        grown = replace(cfg, members=members, state="existing",
-                        cluster_id=cluster_id_for(cfg.token, [m.member_id for m in members]))
-        tmp = path.with_suffix(".toml.tmp")
-        tmp.write_text(dump_toml(grown))
-        tmp.replace(path)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                c.member_promote(spec.member_id)
-                click.echo(f"{name} caught up and was promoted to a voter")
-                return
-            except BadRequestError:
-                time.sleep(0.5)  # still catching up: promotion is refused until in sync
-            except EtcdliteError as exc:
-                click.echo(f"waiting to promote {name}: {exc}", err=True)
-                time.sleep(0.5)
-    raise click.ClickException(f"{name} did not catch up within {timeout_s:.0f}s; "
-                               f"promote it later with: etcdlite member promote "
-                               f"{spec.member_id:x}")
-
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--members", type=click.IntRange(1, 7), default=None,

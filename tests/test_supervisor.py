@@ -23,6 +23,7 @@ from cluster.config import (
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import supervisor as sv  # noqa: E402 - a script at the repo top, not a package
+from cluster import supervisor_view as view  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -114,14 +115,14 @@ def test_member_command_runs_cluster_member_through_the_pdeathsig_bootstrap() ->
 
 
 ROWS = [
-    sv.MemberRow("m1", 1001, "running", True, "leader", 3, "m1", 42, 41, 17, 12.0, 50 * 2**20, 0),
-    sv.MemberRow("m2", None, "backoff 2.0s", restarts=4),
-    sv.MemberRow("m3", 1003, "running", True, "follower", 3, "m1", 42, 42, 17, 0.4, 2048, 1),
+    view.MemberRow("m1", 1001, "running", True, "leader", 3, "m1", 42, 41, 17, 12.0, 50 * 2**20, 0),
+    view.MemberRow("m2", None, "backoff 2.0s", restarts=4),
+    view.MemberRow("m3", 1003, "running", True, "follower", 3, "m1", 42, 42, 17, 0.4, 2048, 1),
 ]
 
 
 def test_table_renders_every_member_and_marks_the_down_one() -> None:
-    text = sv.render_text(ROWS, width=100)
+    text = view.render_text(ROWS, width=100)
     lines = text.splitlines()
     assert lines[1].split() == ["member", "pid", "state", "role", "term", "leader", "commit",
                                 "applied", "rev", "cpu%", "rss", "restarts"]
@@ -135,19 +136,19 @@ def test_table_renders_every_member_and_marks_the_down_one() -> None:
 def test_status_lines_report_leader_changes_and_reachability() -> None:
     prev = {r.name: r for r in ROWS}
     new_leader = [
-        sv.MemberRow("m1", 1001, "running", False),
+        view.MemberRow("m1", 1001, "running", False),
         ROWS[1],
-        sv.MemberRow("m3", 1003, "running", True, "leader", 4, "m3", 43, 43, 17),
+        view.MemberRow("m3", 1003, "running", True, "leader", 4, "m3", 43, 43, 17),
     ]
-    assert sv.status_lines(prev, new_leader) == [
+    assert view.status_lines(prev, new_leader) == [
         "m1 is unreachable", "m3 became leader at term 4"]
-    assert sv.status_lines(prev, ROWS) == []  # nothing changed, nothing said
-    back = [sv.MemberRow("m2", 1002, "running", True, "follower", 4, "m3")]
-    assert sv.status_lines(prev, back) == ["m2 is reachable (follower, term 4)"]
+    assert view.status_lines(prev, ROWS) == []  # nothing changed, nothing said
+    back = [view.MemberRow("m2", 1002, "running", True, "follower", 4, "m3")]
+    assert view.status_lines(prev, back) == ["m2 is reachable (follower, term 4)"]
 
 
 def test_format_bytes() -> None:
-    assert [sv.format_bytes(n) for n in (None, 512, 2048, 3 * 2**30)] == [
+    assert [view.format_bytes(n) for n in (None, 512, 2048, 3 * 2**30)] == [
         "?", "512B", "2.0KiB", "3.0GiB"]
 
 

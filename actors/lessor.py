@@ -61,6 +61,9 @@ lease_check_interval_s = 0.25
 lease_sync_interval_s = 1.0
 """How often the leader re-reads the store for leases granted or revoked elsewhere."""
 
+lease_sync_rows_per_s = 20_000
+"""Above this many leases per `lease_sync_interval_s`, the re-sync runs less often."""
+
 lease_revoke_rate_per_s = 1000
 """etcd's leaseRevokeRate: expired leases revoked per second, at most."""
 
@@ -304,7 +307,9 @@ class Lessor:
         now = trio.current_time()
         if now >= self._next_sync:
             self._schedule.sync(now, [_stored(r) for r in self._store.leases()], self.min_ttl_s)
-            self._next_sync = now + self._sync_interval_s
+            # The re-sync reads every lease: spread it out when there are very many.
+            self._next_sync = now + max(self._sync_interval_s,
+                                        len(self._schedule) / lease_sync_rows_per_s)
         room = min(self._revokes_per_round, lease_revokes_in_flight_max - len(self._revoking))
         for lease_id in self._schedule.expired(now, max(0, room), self._retry_s):
             if lease_id not in self._revoking:

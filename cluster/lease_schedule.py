@@ -77,6 +77,7 @@ class LeaseSchedule:
     _heap: list[tuple[float, int]] = field(default_factory=list)
     _expired_offered: int = 0
     _checkpoints_offered: int = 0
+    _checkpoint_due_min: float = math.inf  # lower bound of every checkpoint_at
 
     def statistics(self) -> ScheduleStatistics:
         return ScheduleStatistics(len(self._entries), self._expired_offered,
@@ -105,6 +106,7 @@ class LeaseSchedule:
         """Forget everything (this member stopped being leader)."""
         self._entries.clear()
         self._heap.clear()
+        self._checkpoint_due_min = math.inf
 
     def add(self, now: float, lease: StoredLease, min_ttl: float = 0.0) -> None:
         """Time a lease granted since `promote` (no-op if it is already timed).
@@ -218,14 +220,17 @@ class LeaseSchedule:
         could matter); each is due again one interval later. The remaining
         TTL is rounded up so a checkpoint never shortens a lease.
         """
+        if now < self._checkpoint_due_min:
+            return []  # the common case, without a scan of every lease
         out: list[tuple[int, int]] = []
+        earliest = math.inf
         for lease_id, e in self._entries.items():
-            if len(out) >= limit:
-                break
-            if e.checkpoint_at <= now and e.deadline > now:
+            if len(out) < limit and e.checkpoint_at <= now and e.deadline > now:
                 out.append((lease_id, max(1, math.ceil(e.deadline - now))))
                 e.checkpoint_at = now + self.checkpoint_interval_s
                 e.checkpointed = True
+            earliest = min(earliest, e.checkpoint_at)
+        self._checkpoint_due_min = earliest
         self._checkpoints_offered += len(out)
         return out
 
@@ -238,6 +243,7 @@ class LeaseSchedule:
             # Restarted on every renew: a lease kept alive more often than the
             # interval is never checkpointed, since a renew resets it anyway.
             checkpoint_at = now + self.checkpoint_interval_s
+            self._checkpoint_due_min = min(self._checkpoint_due_min, checkpoint_at)
         self._entries[lease_id] = _Entry(granted_ttl, deadline, deadline, checkpoint_at,
                                          checkpointed)
         heapq.heappush(self._heap, (deadline, lease_id))

@@ -23,6 +23,7 @@ import trio
 from actors.applier import Applier
 from actors.client_server import ClientServer
 from actors.compactor import compactor_for_member
+from actors.etcd_gateway import EtcdGateway
 from actors.events import RaftInput
 from actors.lessor import lessor_for_member
 from actors.maintenance import Maintenance
@@ -283,6 +284,12 @@ class Member:
         compactor = compactor_for_member(self, server.propose)
         server.add_operation("watch_poll", watch_hub.poll)
         ticker = Ticker(heartbeat_s, inbox_send.clone())
+        # etcd's own API (gRPC + HTTP/JSON) as a translation onto the native ops above.
+        etcd_api = EtcdGateway(
+            member=self, dispatch=server._dispatch, url=self.cfg.me.etcd_client_url,
+            max_request_bytes=c.max_request_bytes, quota_bytes=c.quota_backend_bytes,
+            request_timeout_s=max(2.0, election_s * 3), version=VERSION,
+        ) if self.cfg.me.etcd_client_url else None
         async with inbox_send, trio.open_nursery() as nursery:
             await nursery.start(sender.run)
             await nursery.start(applier.run)
@@ -297,6 +304,8 @@ class Member:
             await nursery.start(snapshot_server.run)
             if compactor is not None:
                 await nursery.start(compactor.run)
+            if etcd_api is not None:
+                await nursery.start(etcd_api.run)
             log.info("%s serving clients on %s, peers on %s", self.name, self.cfg.me.client_url,
                      self.cfg.me.peer_url)
             task_status.started()

@@ -26,6 +26,7 @@ from cluster.config import (
     MemberSpec,
     cluster_id_for,
     dump_toml,
+    find_free_ports,
     local_cluster_ipc,
     member_spec,
 )
@@ -52,9 +53,16 @@ def wait_until(predicate: Callable[[], T], timeout_s: float, what: str,
 
 
 class ProcessCluster:
-    def __init__(self, members: int = 3, **overrides: Any) -> None:
+    def __init__(self, members: int = 3, *, etcd: bool = False, **overrides: Any) -> None:
+        """`etcd=True` gives every member an etcd-compatible endpoint (gRPC + HTTP) on a
+        free loopback port; peers and native clients stay on ipc:// either way."""
         self.root = Path(tempfile.mkdtemp(prefix="el-"))
         cfg = local_cluster_ipc(members, self.root)
+        if etcd:
+            first = find_free_ports(members)
+            cfg = dataclasses.replace(cfg, members=tuple(
+                dataclasses.replace(m, etcd_client_url=f"http://127.0.0.1:{first + k}")
+                for k, m in enumerate(cfg.members)))
         cfg = dataclasses.replace(cfg, data_dir=self.root / "data", **overrides)
         self.config: ClusterConfig = cfg
         self.config_path = self.root / "cluster.toml"
@@ -68,6 +76,12 @@ class ProcessCluster:
 
     def endpoint(self, name: str) -> str:
         return next(m.client_url for m in self.config.members if m.name == name)
+
+    def etcd_endpoint(self, name: str) -> str:
+        """host:port of a member's etcd endpoint (for etcdctl --endpoints)."""
+        url = next(m.etcd_client_url for m in self.config.members if m.name == name)
+        assert url, "start the cluster with etcd=True"
+        return url.removeprefix("http://")
 
     def member_id(self, name: str) -> int:
         return next(m.member_id for m in self.config.members if m.name == name)

@@ -1,0 +1,116 @@
+"""etcd's gRPC services on grpcio's asyncio server, every call served by `EtcdApi`.
+
+Handlers are registered generically by method path (no generated servicer
+classes), so one wrapper gives every unary method the same treatment: size
+check, call, and `EtcdStatus` -> gRPC status with etcd's code and text.
+
+Bad input: an unknown method gets UNIMPLEMENTED and a body that is not the
+method's protobuf gets INTERNAL ("Exception deserializing request!"), both
+from grpcio itself before any handler runs; a request over --max-request-bytes
+gets INVALID_ARGUMENT "etcdserver: request is too large", and one over that
+plus etcd's 512 KiB of gRPC slack is cut off by grpcio with RESOURCE_EXHAUSTED,
+as etcd's own limits do. None of them reaches the member's trio loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+
+from actors.etcd_api import EtcdApi, Method
+from actors.etcd_streams import WatchSession, lease_keepalive, snapshot
+from cluster.etcd_errors import EtcdStatus
+from cluster.etcdpb import rpc_pb2 as pb
+
+grpc_overhead_bytes = 512 * 1024
+"""etcd lets a gRPC message exceed --max-request-bytes by this much before gRPC
+itself refuses it; between the two the member answers "request is too large"."""
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+def _unary(api: EtcdApi, method: Method) -> grpc.RpcMethodHandler:
+    async def behavior(request: Any, context: Context) -> Any:
+        try:
+            api.check_size(request)
+            return await method.handler(request)
+        except EtcdStatus as st:
+            await context.abort(st.code, st.message)
+
+    return grpc.unary_unary_rpc_method_handler(
+        behavior, request_deserializer=method.request.FromString,
+        response_serializer=method.response.SerializeToString)
+
+
+def _stream_stream(behavior: Callable[[AsyncIterator[Any], Context], Awaitable[None]],
+                   request: Any, response: Any) -> grpc.RpcMethodHandler:
+    return grpc.stream_stream_rpc_method_handler(
+        behavior, request_deserializer=request.FromString,
+        response_serializer=response.SerializeToString)
+
+
+def _snapshot_handler(api: EtcdApi) -> grpc.RpcMethodHandler:
+    async def behavior(request: pb.SnapshotRequest, context: Context
+                       ) -> AsyncIterator[pb.SnapshotResponse]:
+        try:
+            async for resp in snapshot(api, request, context):
+                yield resp
+        except EtcdStatus as st:
+            await context.abort(st.code, st.message)
+
+    return grpc.unary_stream_rpc_method_handler(
+        behavior, request_deserializer=pb.SnapshotRequest.FromString,
+        response_serializer=pb.SnapshotResponse.SerializeToString)
+
+
+def _handlers(api: EtcdApi, extra: dict[str, grpc.RpcMethodHandler]
+              ) -> list[grpc.GenericRpcHandler]:
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+
+    def add(path: str, handler: grpc.RpcMethodHandler) -> None:
+        service, name = path.lstrip("/").split("/")
+        by_service.setdefault(service, {})[name] = handler
+
+    for method in api.methods():
+        add(method.path, _unary(api, method))
+
+    async def watch(requests: AsyncIterator[pb.WatchRequest], context: Context) -> None:
+        await WatchSession(api).serve(requests, context.write)
+
+    async def keepalive(requests: AsyncIterator[pb.LeaseKeepAliveRequest],
+                        context: Context) -> None:
+        await lease_keepalive(api, requests, context)
+
+    add("/etcdserverpb.Watch/Watch",
+        _stream_stream(watch, pb.WatchRequest, pb.WatchResponse))
+    add("/etcdserverpb.Lease/LeaseKeepAlive",
+        _stream_stream(keepalive, pb.LeaseKeepAliveRequest, pb.LeaseKeepAliveResponse))
+    add("/etcdserverpb.Maintenance/Snapshot", _snapshot_handler(api))
+    for path, handler in extra.items():
+        add(path, handler)
+    return [grpc.method_handlers_generic_handler(service, methods)
+            for service, methods in by_service.items()]
+
+
+def unary_handler(api: EtcdApi, method: Method) -> grpc.RpcMethodHandler:
+    """For services defined elsewhere (v3lock, v3election) that want the same wrapper."""
+    return _unary(api, method)
+
+
+def make_server(api: EtcdApi, *, max_request_bytes: int,
+                extra: dict[str, grpc.RpcMethodHandler] | None = None) -> grpc.aio.Server:
+    """A grpc.aio server with every etcd service (not yet bound or started).
+
+    Must be called on the asyncio loop that will run it.
+    """
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", max_request_bytes + grpc_overhead_bytes),
+        ("grpc.max_send_message_length", 2**31 - 1),
+        # etcd clients ping idle connections (keepalive); do not punish them for it.
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.max_ping_strikes", 0),
+    ])
+    server.add_generic_rpc_handlers(_handlers(api, extra or {}))
+    return server

@@ -32,6 +32,7 @@ from cluster.cli_txn import txn_cmd
 from cluster.cli_watch import watch_cmd
 from cluster.client_transport import ENDPOINTS_ENV, resolve_endpoints
 from cluster.errors import EtcdliteError
+from cluster.torture.cli import torture_cmd
 
 
 def _version() -> str:
@@ -269,6 +270,7 @@ cli.add_command(move_leader_cmd)
 cli.add_command(watch_cmd)
 cli.add_command(benchmark_group)
 cli.add_command(check_group)
+cli.add_command(torture_cmd)
 
 
 def main() -> None:

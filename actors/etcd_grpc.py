@@ -4,12 +4,13 @@ Handlers are registered generically by method path (no generated servicer
 classes), so one wrapper gives every unary method the same treatment: size
 check, call, and `EtcdStatus` -> gRPC status with etcd's code and text.
 
-Bad input: an unknown method gets UNIMPLEMENTED and a body that is not the
-method's protobuf gets INTERNAL ("Exception deserializing request!"), both
-from grpcio itself before any handler runs; a request over --max-request-bytes
-gets INVALID_ARGUMENT "etcdserver: request is too large", and one over that
-plus etcd's 512 KiB of gRPC slack is cut off by grpcio with RESOURCE_EXHAUSTED,
-as etcd's own limits do. None of them reaches the member's trio loop.
+Bad input: an unknown method gets UNIMPLEMENTED from grpcio itself; a unary
+body that is not the method's protobuf gets INTERNAL "grpc: error
+unmarshalling request" as from etcd (a streaming one is ended by grpcio); a
+request over --max-request-bytes gets INVALID_ARGUMENT "etcdserver: request is
+too large", and one over that plus etcd's 512 KiB of gRPC slack is cut off by
+grpcio with RESOURCE_EXHAUSTED, as etcd's own limits do. None of them reaches
+the member's trio loop.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from actors.etcd_api import EtcdApi, Method
 from actors.etcd_streams import WatchSession, lease_keepalive, snapshot
@@ -31,8 +33,33 @@ itself refuses it; between the two the member answers "request is too large"."""
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
+class _Malformed:
+    """What a request that is not valid protobuf deserializes to (see `_parser`)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _parser(cls: Any) -> Callable[[bytes], Any]:
+    """grpcio answers a deserializer's exception with UNKNOWN; etcd (grpc-go) answers
+    INTERNAL "grpc: error unmarshalling request", which the handler can only send if
+    the failure reaches it as a value."""
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except DecodeError as exc:
+            return _Malformed(str(exc))
+
+    return parse
+
+
 def _unary(api: EtcdApi, method: Method) -> grpc.RpcMethodHandler:
     async def behavior(request: Any, context: Context) -> Any:
+        if isinstance(request, _Malformed):
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"grpc: error unmarshalling request: {request.reason}")
         try:
             api.check_size(request)
             return await method.handler(request)
@@ -40,7 +67,7 @@ def _unary(api: EtcdApi, method: Method) -> grpc.RpcMethodHandler:
             await context.abort(st.code, st.message)
 
     return grpc.unary_unary_rpc_method_handler(
-        behavior, request_deserializer=method.request.FromString,
+        behavior, request_deserializer=_parser(method.request),
         response_serializer=method.response.SerializeToString)
 
 

@@ -42,6 +42,8 @@ from cluster.torture.linear_model import (
 search_steps_max = 2_000_000
 """Per key; beyond it the key is reported as unknown rather than searched forever."""
 
+violations_shown_max = 20
+
 shrink_s_max = 20.0
 """Time spent shrinking a failing sub-history before printing what is left."""
 
@@ -284,7 +286,9 @@ def check_revision_order(ops: Iterable[Op]) -> CheckResult:
         if best is None:
             continue
         need = best.revision + 1 if _strict_write(op) else best.revision
-        if op.revision < need:
+        if op.revision < need and len(res.violations) >= violations_shown_max:
+            res.figures["violations_not_shown"] = res.figures.get("violations_not_shown", 0) + 1
+        elif op.revision < need:
             res.violations.append(
                 f"revision went back in time: {op.describe()}\n    was invoked after "
                 f"{best.describe()} had completed")

@@ -166,7 +166,7 @@ class Nemesis:
     async def _churn(self) -> tuple[str, str, Callable[[], Awaitable[None]]]:
         """Remove a follower, then add a new member (new name: removed ids never rejoin)."""
         cluster = self.cluster
-        leader = await cluster.leader()
+        leader = await cluster.wait_for_leader(10.0)
         followers = [n for n in cluster.running() if n != leader]
         if leader is None or not followers:
             return "-", "skipped (no leader)", _nothing

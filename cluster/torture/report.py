@@ -3,7 +3,8 @@
 Figures are what the README quotes: throughput under faults, how often a
 write's outcome stayed unknown (the indeterminate ratio), and, per fault kind,
 the longest stretch without an acknowledged write while that fault was on
-(or in the few seconds after it was healed, when the cluster recovers).
+(or in the few seconds after it was healed, when the cluster recovers, unless
+the next fault starts first).
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ def figures_of(history: History) -> dict[str, Any]:
     info_writes = sum(op.outcome is Outcome.INFO for op in writes)
     ok_write_times = sorted(op.complete_s for op in writes if op.outcome is Outcome.OK)
     unavailable: dict[str, float] = defaultdict(float)
-    for fault in history.faults:
-        gap = _longest_gap(ok_write_times, fault.start_s, fault.end_s + recovery_window_s)
+    faults = sorted(history.faults, key=lambda f: f.start_s)
+    for fault, after in zip(faults, [*faults[1:], None], strict=True):
+        # Recovery counts, up to the next fault (whose effect is its own).
+        end = fault.end_s + recovery_window_s
+        if after is not None:
+            end = min(end, after.start_s)
+        gap = _longest_gap(ok_write_times, fault.start_s, max(end, fault.end_s))
         unavailable[fault.kind] = max(unavailable[fault.kind], gap)
     by_kind: dict[str, Counter[str]] = defaultdict(Counter)
     for op in ops:

@@ -103,8 +103,9 @@ class EtcdGateway:
                 if self._startup_error is not None:
                     raise RuntimeError(f"etcd API on {self._host}:{self._port} did not start"
                                        ) from self._startup_error
-                log.info("%s serving etcd API (gRPC + HTTP) on http://%s:%d",
-                         self._member.name, self._host, self._port)
+                log.info("%s serving etcd API (gRPC + HTTP) on http://%s:%d "
+                         "(gRPC server behind it: unix-abstract:%s)",
+                         self._member.name, self._host, self._port, self.grpc_socket)
                 task_status.started()
                 await trio.sleep_forever()
             finally:

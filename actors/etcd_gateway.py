@@ -32,6 +32,7 @@ from actors.etcd_bridge import TrioBridge
 from actors.etcd_front import PortMux
 from actors.etcd_grpc import make_server
 from actors.etcd_http import make_app
+from actors.etcd_locks import Concurrency
 from actors.etcd_metrics import render_metrics
 from actors.leader_proxy import LeaderProxy
 
@@ -132,10 +133,12 @@ class EtcdGateway:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        grpc_server = make_server(self.api, max_request_bytes=self.api.max_request_bytes)
+        concurrency = Concurrency(self.api)
+        grpc_server = make_server(self.api, concurrency,
+                                  max_request_bytes=self.api.max_request_bytes)
         grpc_server.add_insecure_port(f"unix-abstract:{self.grpc_socket}")
         await grpc_server.start()
-        methods = {m.path: m for m in self.api.methods()}
+        methods = {m.path: m for m in [*self.api.methods(), *concurrency.methods()]}
         app = make_app(self.api, methods=methods, version=self._version,
                        metrics=lambda: render_metrics(self.api, self.bridge, self.mux,
                                                       self._quota_bytes))

@@ -22,9 +22,11 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from actors.etcd_api import EtcdApi, Method
+from actors.etcd_locks import Concurrency
 from actors.etcd_streams import WatchSession, lease_keepalive, snapshot
 from cluster.etcd_errors import EtcdStatus
 from cluster.etcdpb import rpc_pb2 as pb
+from cluster.etcdpb import v3election_pb2 as el
 
 grpc_overhead_bytes = 512 * 1024
 """etcd lets a gRPC message exceed --max-request-bytes by this much before gRPC
@@ -92,16 +94,30 @@ def _snapshot_handler(api: EtcdApi) -> grpc.RpcMethodHandler:
         response_serializer=pb.SnapshotResponse.SerializeToString)
 
 
-def _handlers(api: EtcdApi, extra: dict[str, grpc.RpcMethodHandler]
-              ) -> list[grpc.GenericRpcHandler]:
+def _observe_handler(concurrency: Concurrency) -> grpc.RpcMethodHandler:
+    async def behavior(request: el.LeaderRequest, context: Context
+                       ) -> AsyncIterator[el.LeaderResponse]:
+        try:
+            async for resp in concurrency.observe(request):
+                yield resp
+        except EtcdStatus as st:
+            await context.abort(st.code, st.message)
+
+    return grpc.unary_stream_rpc_method_handler(
+        behavior, request_deserializer=el.LeaderRequest.FromString,
+        response_serializer=el.LeaderResponse.SerializeToString)
+
+
+def _handlers(api: EtcdApi, concurrency: Concurrency) -> list[grpc.GenericRpcHandler]:
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
 
     def add(path: str, handler: grpc.RpcMethodHandler) -> None:
         service, name = path.lstrip("/").split("/")
         by_service.setdefault(service, {})[name] = handler
 
-    for method in api.methods():
+    for method in [*api.methods(), *concurrency.methods()]:
         add(method.path, _unary(api, method))
+    add("/v3electionpb.Election/Observe", _observe_handler(concurrency))
 
     async def watch(requests: AsyncIterator[pb.WatchRequest], context: Context) -> None:
         await WatchSession(api).serve(requests, context.write)
@@ -115,19 +131,12 @@ def _handlers(api: EtcdApi, extra: dict[str, grpc.RpcMethodHandler]
     add("/etcdserverpb.Lease/LeaseKeepAlive",
         _stream_stream(keepalive, pb.LeaseKeepAliveRequest, pb.LeaseKeepAliveResponse))
     add("/etcdserverpb.Maintenance/Snapshot", _snapshot_handler(api))
-    for path, handler in extra.items():
-        add(path, handler)
     return [grpc.method_handlers_generic_handler(service, methods)
             for service, methods in by_service.items()]
 
 
-def unary_handler(api: EtcdApi, method: Method) -> grpc.RpcMethodHandler:
-    """For services defined elsewhere (v3lock, v3election) that want the same wrapper."""
-    return _unary(api, method)
-
-
-def make_server(api: EtcdApi, *, max_request_bytes: int,
-                extra: dict[str, grpc.RpcMethodHandler] | None = None) -> grpc.aio.Server:
+def make_server(api: EtcdApi, concurrency: Concurrency, *, max_request_bytes: int
+                ) -> grpc.aio.Server:
     """A grpc.aio server with every etcd service (not yet bound or started).
 
     Must be called on the asyncio loop that will run it.
@@ -139,5 +148,5 @@ def make_server(api: EtcdApi, *, max_request_bytes: int,
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.http2.max_ping_strikes", 0),
     ])
-    server.add_generic_rpc_handlers(_handlers(api, extra or {}))
+    server.add_generic_rpc_handlers(_handlers(api, concurrency))
     return server

@@ -1,5 +1,6 @@
 """etcd's gRPC API spoken directly (grpcio stubs): error codes and texts, bad input,
-Watch and LeaseKeepAlive stream semantics, Snapshot, forwarding to the leader."""
+Watch and LeaseKeepAlive stream semantics, Snapshot, forwarding to the leader, and the
+server-side Lock and Election services."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ import pytest
 
 from cluster.etcdpb import rpc_pb2 as pb
 from cluster.etcdpb import rpc_pb2_grpc as rpc
+from cluster.etcdpb import v3election_pb2 as el
+from cluster.etcdpb import v3election_pb2_grpc as el_rpc
+from cluster.etcdpb import v3lock_pb2 as lk
+from cluster.etcdpb import v3lock_pb2_grpc as lk_rpc
 from tests.e2e.etcd_tools import etcd_cluster
 from tests.e2e.harness import ProcessCluster, wait_until
 
@@ -215,3 +220,39 @@ def test_move_leader_sent_to_a_follower_is_forwarded_to_the_leader(
         rpc.MaintenanceStub(ch).MoveLeader(
             pb.MoveLeaderRequest(targetID=cluster.member_id(follower)), timeout=15)
     assert wait_until(lambda: cluster.leader() == follower, 10, "the follower to lead")
+
+
+def test_lock_service_queues_contenders_until_unlock(channel: grpc.Channel) -> None:
+    lease = rpc.LeaseStub(channel)
+    locks = lk_rpc.LockStub(channel)
+    first, second = (lease.LeaseGrant(pb.LeaseGrantRequest(TTL=30)).ID for _ in range(2))
+    held = locks.Lock(lk.LockRequest(name=b"svc-lock", lease=first), timeout=10)
+    assert held.key == b"svc-lock/%x" % first
+    waiting = locks.Lock.future(lk.LockRequest(name=b"svc-lock", lease=second), timeout=20)
+    with pytest.raises(grpc.FutureTimeoutError):
+        waiting.result(timeout=1.0)
+    locks.Unlock(lk.UnlockRequest(key=held.key))
+    assert waiting.result(timeout=10).key == b"svc-lock/%x" % second
+
+
+def test_election_service_campaign_leader_proclaim_observe_resign(
+        channel: grpc.Channel) -> None:
+    lease = rpc.LeaseStub(channel)
+    election = el_rpc.ElectionStub(channel)
+    a, b = (lease.LeaseGrant(pb.LeaseGrantRequest(TTL=30)).ID for _ in range(2))
+    won = election.Campaign(el.CampaignRequest(name=b"svc-el", lease=a, value=b"a"),
+                            timeout=10).leader
+    assert election.Leader(el.LeaderRequest(name=b"svc-el")).kv.value == b"a"
+    observed = election.Observe(el.LeaderRequest(name=b"svc-el"), timeout=30)
+    assert next(observed).kv.value == b"a"
+    election.Proclaim(el.ProclaimRequest(leader=won, value=b"a2"))
+    assert next(observed).kv.value == b"a2"
+    pending = election.Campaign.future(el.CampaignRequest(name=b"svc-el", lease=b,
+                                                          value=b"b"), timeout=20)
+    election.Resign(el.ResignRequest(leader=won))
+    assert pending.result(timeout=10).leader.key == b"svc-el/%x" % b
+    assert next(observed).kv.value == b"b"
+    _, text = _status(lambda: election.Proclaim(el.ProclaimRequest(leader=won,
+                                                                   value=b"stale")))
+    assert text == "election: not leader"
+    observed.cancel()

@@ -322,17 +322,21 @@ class SimCluster:
             node.transfer(target)
             self._after(node)
 
-    def change_membership(self, cc: ConfChange) -> bool:
-        """Propose `cc` at the leader; a node being added is started (empty) first."""
-        leader = self.leader()
-        if leader is None:
+    def change_membership(self, cc: ConfChange, via: int | None = None) -> bool:
+        """Propose `cc` at the leader, or at `via` (a follower forwards it).
+
+        A node being added is started (empty) first, as an operator starts a
+        new etcd member right after `member add`.
+        """
+        node = self.leader() if via is None else self.nodes[via]
+        if node is None or not node.up:
             return False
         if cc.type in (ConfChangeType.ADD_LEARNER, ConfChangeType.ADD_NODE) \
                 and cc.node_id not in self.nodes:
             self._add_node(cc.node_id, DurableStore())
             self.next_id = max(self.next_id, cc.node_id + 1)
-        ok = leader.propose_conf_change(cc)
-        self._after(leader)
+        ok = node.propose_conf_change(cc)
+        self._after(node)
         return ok
 
     # --- liveness --------------------------------------------------------------------

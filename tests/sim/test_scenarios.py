@@ -352,6 +352,39 @@ def test_membership_remove_leader_steps_down_new_leader_among_rest() -> None:
     c.write(new.id)
 
 
+def test_membership_shrink_to_one_voter_and_grow_back() -> None:
+    """2 -> 1 voters (removing the follower), a single-voter leader serving writes
+    and reads alone, then back to 2 voters."""
+    c = SimCluster(3, seed=27)
+    leader = c.wait_leader()
+    for victim in _others(c, leader.id):
+        assert c.change_membership(ConfChange(ConfChangeType.REMOVE_NODE, victim))
+        c.run_until(lambda v=victim: v in c.gone, 3 * ELECTION)
+        c.run_ticks(11)  # the removed member stops
+    assert leader.raft is not None
+    assert leader.raft.conf.voters == {leader.id}
+    _, index = c.write(leader.id)
+    ctx = c.read(leader.id)
+    c.run_until(lambda: any(x == ctx for x, _ in leader.reads_served), 5)
+    assert dict(leader.reads_served)[ctx] >= index
+    c.crash(leader.id)
+    c.restart(leader.id)
+    leader = c.wait_leader(3 * ELECTION)
+    assert c.change_membership(ConfChange(ConfChangeType.ADD_NODE, 9))
+    c.run_until(lambda: 9 in c.members().voters, 3 * ELECTION)
+    c.write(leader.id)
+    c.check_liveness()
+
+
+def test_membership_change_proposed_on_follower_is_forwarded() -> None:
+    c = SimCluster(3, seed=26)
+    leader = c.wait_leader()
+    follower = _others(c, leader.id)[0]
+    assert c.change_membership(ConfChange(ConfChangeType.ADD_LEARNER, 4), via=follower)
+    c.run_until(lambda: 4 in c.members().learners, 3 * ELECTION)
+    c.run_until(lambda: len(c.nodes[4].state) >= len(leader.state), 3 * ELECTION)
+
+
 def test_membership_change_refused_while_one_is_pending() -> None:
     c = SimCluster(3, seed=23)
     leader = c.wait_leader()

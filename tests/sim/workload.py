@@ -158,16 +158,17 @@ class Chaos:
         choices += [ConfChange(ConfChangeType.ADD_NODE, i) for i in learners]
         choices += [ConfChange(ConfChangeType.REMOVE_NODE, i) for i in learners]
         if len(voters) >= 3:
+            # Never below two voters. Removing a voter from a 2-voter conf is a
+            # known liveness hazard of apply-time membership (etcd-io/etcd#10563):
+            # if the member being removed is leader when the change commits
+            # (it may have won an election after the change was proposed), it
+            # steps down and stops, and the survivor, not yet knowing the change
+            # committed, needs its vote in the old conf forever. The simulator
+            # found exactly that; no liveness bound can be promised for it.
+            # test_membership_shrink_to_one_voter_and_grow_back covers 2 -> 1.
             choices += [ConfChange(ConfChangeType.REMOVE_NODE, i) for i in voters]
-        elif len(voters) == 2:
-            # Down to a single voter, but never by removing the leader: the
-            # leader of a 2-voter conf removing itself can leave the survivor
-            # unable to win an election in the old conf once the removed
-            # member stops (etcd documents the same hazard). That is
-            # liveness, not safety, and no bound could be promised for it.
-            choices += [ConfChange(ConfChangeType.REMOVE_NODE, i) for i in voters
-                        if i != leader.id]
-        if choices and c.change_membership(rng.choice(choices)):
+        via = None if rng.random() < 0.7 else rng.choice([n.id for n in c.up_nodes()])
+        if choices and c.change_membership(rng.choice(choices), via):
             self.conf_changes += 1
 
 

@@ -140,6 +140,7 @@ class EtcdGateway:
         await grpc_server.start()
         methods = {m.path: m for m in [*self.api.methods(), *concurrency.methods()]}
         app = make_app(self.api, methods=methods, version=self._version,
+                       observe=concurrency.observe,
                        metrics=lambda: render_metrics(self.api, self.bridge, self.mux,
                                                       self._quota_bytes))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -7,8 +7,9 @@ or with {"error", "code", "message"} and an HTTP status derived from the
 gRPC code. Each route calls the same `EtcdApi` method as the gRPC server,
 so the gateway is one more translation onto the native protocol.
 
-/v3/watch streams newline-separated {"result": WatchResponse} objects for as
-long as the client stays connected, as etcd's gateway does.
+/v3/watch, /v3/lease/keepalive and /v3/election/observe stream
+newline-separated {"result": <response>} objects for as long as the client
+stays connected, as etcd's gateway does (a keep-alive answers its one request).
 
 WHY aiohttp: a maintained, complete HTTP/1.1 server (keep-alive, chunked
 bodies, malformed-request handling) that runs on the asyncio loop grpcio
@@ -19,8 +20,10 @@ multiplexer (actors.etcd_front) has already accepted and peeked at.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -32,6 +35,7 @@ from actors.etcd_streams import WatchSession
 from cluster.etcd_convert import ETCD_API_VERSION
 from cluster.etcd_errors import EtcdStatus
 from cluster.etcdpb import rpc_pb2 as pb
+from cluster.etcdpb import v3election_pb2 as el
 
 ROUTES: dict[str, str] = {
     "/v3/kv/range": "/etcdserverpb.KV/Range",
@@ -78,6 +82,7 @@ _HTTP_STATUS = {
 }
 
 Metrics = Callable[[], Awaitable[str]]
+Produce = Callable[[Any], AsyncIterator[Message]]
 
 disconnect_check_s = 1.0
 """How often an HTTP watch checks whether its client hung up (aiohttp does not tell)."""
@@ -151,8 +156,44 @@ def _watch_route(api: EtcdApi) -> Callable[[web.Request], Awaitable[web.StreamRe
     return handle
 
 
+def _stream_route(cls: type[Message], produce: Produce
+                  ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A server-streaming call as JSON lines, for as long as the client listens."""
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            first = await _parse(request, cls)
+        except EtcdStatus as st:
+            return error_response(st)
+        stream = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await stream.prepare(request)
+
+        async def pump() -> None:
+            try:
+                async for resp in produce(first):
+                    await stream.write(('{"result":' + to_json(resp) + "}\n").encode())
+            except EtcdStatus as st:
+                error = {"grpc_code": st.code.value[0], "message": st.message,
+                         "http_code": _HTTP_STATUS.get(st.code, 500)}
+                await stream.write((_dumps({"error": error}) + "\n").encode())
+
+        task = asyncio.create_task(pump())
+        try:
+            while not task.done():
+                if request.transport is None or request.transport.is_closing():
+                    task.cancel()
+                await asyncio.wait({task}, timeout=disconnect_check_s)
+            if not task.cancelled():
+                with contextlib.suppress(OSError):
+                    task.result()
+        finally:
+            task.cancel()
+        return stream
+
+    return handle
+
+
 def make_app(api: EtcdApi, *, methods: dict[str, Method], metrics: Metrics,
-             version: str) -> web.Application:
+             version: str, observe: Produce | None = None) -> web.Application:
     """The gateway application; `methods` maps gRPC paths to methods (every service's)."""
     app = web.Application(client_max_size=api_max_body_bytes(api))
     for path, grpc_path in ROUTES.items():
@@ -160,6 +201,15 @@ def make_app(api: EtcdApi, *, methods: dict[str, Method], metrics: Metrics,
         if method is not None:
             app.router.add_post(path, _route(api, method))
     app.router.add_post("/v3/watch", _watch_route(api))
+
+    async def keepalive(first: Message) -> AsyncIterator[Message]:
+        assert isinstance(first, pb.LeaseKeepAliveRequest)
+        yield await api.lease_keepalive_once(first.ID)
+
+    app.router.add_post("/v3/lease/keepalive", _stream_route(pb.LeaseKeepAliveRequest,
+                                                             keepalive))
+    if observe is not None:
+        app.router.add_post("/v3/election/observe", _stream_route(el.LeaderRequest, observe))
 
     async def health(_request: web.Request) -> web.Response:
         try:

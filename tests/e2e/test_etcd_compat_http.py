@@ -188,3 +188,30 @@ def test_a_member_without_quorum_says_so_on_grpc_and_http(make_cluster: Any) -> 
         rpc.KVStub(ch).Put(pb.PutRequest(key=b"q", value=b"v"), timeout=20)
     assert info.value.code() is grpc.StatusCode.UNAVAILABLE
     assert info.value.details() in ("etcdserver: no leader", "etcdserver: request timed out")
+
+
+def _first_line(pc: ProcessCluster, path: str, body: Any) -> Any:
+    url = f"http://{pc.etcd_endpoint('m1')}{path}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=15) as stream:
+        return json.loads(stream.readline())
+
+
+def test_keepalive_lock_and_election_over_http(cluster: ProcessCluster) -> None:
+    _, lease = call(cluster, "/v3/lease/grant", {"TTL": "60"})
+    alive = _first_line(cluster, "/v3/lease/keepalive", {"ID": lease["ID"]})["result"]
+    assert (alive["ID"], alive["TTL"]) == (lease["ID"], "60")
+    status, locked = call(cluster, "/v3/lock/lock", {"name": b64("hl"), "lease": lease["ID"]})
+    assert status == 200
+    assert unb64(locked["key"]) == f"hl/{int(lease['ID']):x}"
+    assert call(cluster, "/v3/lock/unlock", {"key": locked["key"]})[0] == 200
+    _, won = call(cluster, "/v3/election/campaign",
+                  {"name": b64("he"), "lease": lease["ID"], "value": b64("me")})
+    assert won["leader"]["key"] == b64(f"he/{int(lease['ID']):x}")
+    _, leader = call(cluster, "/v3/election/leader", {"name": b64("he")})
+    assert unb64(leader["kv"]["value"]) == "me"
+    observed = _first_line(cluster, "/v3/election/observe", {"name": b64("he")})["result"]
+    assert unb64(observed["kv"]["value"]) == "me"
+    assert call(cluster, "/v3/election/resign", {"leader": won["leader"]})[0] == 200
+    status, err = call(cluster, "/v3/election/leader", {"name": b64("he")})
+    assert (status, err["message"]) == (500, "election: no leader")

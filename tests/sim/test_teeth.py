@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from cluster.messages import Message
+from cluster.messages import NONE, HardState, Message
 from cluster.quorum import committed_index
 from cluster.raft import Raft
 from cluster.raft_leader import LeaderRole
@@ -48,6 +48,11 @@ BROKEN: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     # §6.4 step 1: a new leader must commit an entry of its term before serving reads.
     "read_before_own_term_commit": lambda mp: mp.setattr(
         LeaderRole, "_committed_in_current_term", lambda self: True),
+    # Figure 2: votedFor is persistent state. Without it a member that crashes
+    # after voting can vote again in the same term; only a simulator that
+    # really forgets unpersisted state on a crash can notice.
+    "vote_not_persisted": lambda mp: mp.setattr(
+        Raft, "_hard_state", lambda self: HardState(self.term, NONE, self.log.committed)),
 }
 
 SEEDS_MAX = {
@@ -55,6 +60,7 @@ SEEDS_MAX = {
     "commit_previous_term_by_counting": 1500,
     "read_without_heartbeat_quorum": 1500,
     "read_before_own_term_commit": 1500,
+    "vote_not_persisted": 1500,
 }
 
 

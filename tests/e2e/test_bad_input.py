@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import cbor2
 import pynng
 import pytest
@@ -22,11 +24,16 @@ def raw_request(pc: ProcessCluster, name: str, frame: bytes) -> dict:
     return reply
 
 
-@pytest.fixture
-def cluster(make_cluster) -> ProcessCluster:
-    pc = make_cluster(3)
-    pc.wait_for_leader(15)
-    return pc
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ProcessCluster]:
+    """One cluster for every case: each case checks the member still serves afterwards."""
+    pc = ProcessCluster(3)
+    try:
+        pc.start_all()
+        pc.wait_for_leader(15)
+        yield pc
+    finally:
+        pc.close()
 
 
 @pytest.mark.parametrize(

@@ -58,8 +58,10 @@ class FollowerRole:
             self._hup(transfer=True)
         elif t in (MT.READ_INDEX, MT.TRANSFER_LEADER):
             if self.leader != NONE:
-                self._send(Message(t, to=self.leader, frm=m.frm if t is MT.TRANSFER_LEADER
-                                   else self.id, entries=m.entries))
+                # Keep the original sender: a request forwarded twice (by a
+                # member with an outdated leader) must be answered to the
+                # member that asked, not to us. For a local request frm is us.
+                self._send(Message(t, to=self.leader, frm=m.frm, entries=m.entries))
         elif t is MT.READ_INDEX_RESP:
             self.read_states.append(ReadState(m.index, m.entries[0].data if m.entries else b""))
 

@@ -746,6 +746,25 @@ def test_read_index_from_follower_is_forwarded_and_answered() -> None:
     assert net.read_states[1] == []
 
 
+def test_read_index_forwarded_twice_is_answered_to_the_requester() -> None:
+    """Thesis §6.4: the read index goes back to the server that asked. A member
+    with an outdated idea of the leader asks a follower, which forwards again;
+    the answer must still reach the original requester, not the middleman."""
+    lead = new_raft(1)
+    middle = new_raft(2)
+    stale = new_raft(3)
+    net = Net(lead, middle, stale)
+    net.campaign(1)
+    assert lead.role is Role.LEADER
+    stale.leader = 2  # it last heard of 2 as leader (say, of an older term)
+
+    stale.read_index(b"r3")
+    net.send()
+
+    assert net.read_states[3] == [ReadState(lead.log.committed, b"r3")]
+    assert net.read_states[2] == []
+
+
 def test_transfer_leader_sends_timeout_now() -> None:
     """Thesis §3.10: once the target's log is up to date, the leader sends
     TimeoutNow; the target starts an election at once."""

@@ -377,11 +377,48 @@ class SimCluster:
                 asked = (leader, leader.raft.term)
             if asked is not None and payload is not None and any(
                     p == payload for p, _ in asked[0].acks):
-                return leader_at, (self.now - start) // TICK_STEPS
+                committed_at = (self.now - start) // TICK_STEPS
+                self._check_reads_complete(asked[0], payload)
+                return leader_at, committed_at
             self.run_ticks(1)
         raise LivenessViolation(
             f"no leader/commit within {ticks_max} ticks after heal (seed {self.seed}): "
             + self.describe())
+
+    def _check_reads_complete(self, leader: SimNode, payload: bytes) -> None:
+        """On a quiet network ReadIndex answers, on the leader and on every member.
+
+        A read is dropped when its member knows no leader (say, mid pre-vote),
+        so each member's client retries every `retry_ticks` with a new context,
+        as an etcd client retries on timeout. Every answer must also see the
+        write acknowledged just before the reads began.
+        """
+        index = dict(leader.acks)[payload]
+        assert leader.raft is not None
+        # Only members can serve reads: a member removed without learning it
+        # (or one whose addition never committed) is never caught up again.
+        members = leader.raft.conf.voters | leader.raft.conf.learners
+        waiting = {n.id: set[bytes]() for n in self.up_nodes() if n.id in members}
+        ticks_max = 5 * self.options.election_ticks
+        retry_ticks = self.options.election_ticks
+        for tick in range(ticks_max):
+            for node_id in sorted(waiting):
+                node = self.nodes[node_id]
+                served = [i for ctx, i in node.reads_served if ctx in waiting[node_id]]
+                if served:
+                    if min(served) < index:
+                        raise SafetyViolation(f"read on {node_id} served at {min(served)} "
+                                              f"< acknowledged write {index}")
+                    del waiting[node_id]
+                elif tick % retry_ticks == 0:
+                    ctx = self.read(node_id)
+                    assert ctx is not None
+                    waiting[node_id].add(ctx)
+            if not waiting:
+                return
+            self.run_ticks(1)
+        raise LivenessViolation(f"reads on {sorted(waiting)} unanswered {ticks_max} ticks "
+                                f"after heal (seed {self.seed}): {self.describe()}")
 
     def check_acked_durable(self) -> None:
         """Every acknowledged write is in the one applied history (after liveness)."""

@@ -23,7 +23,6 @@ import trio
 from actors.applier import Applier
 from actors.client_server import ClientServer
 from actors.compactor import compactor_for_member
-from actors.etcd_gateway import EtcdGateway
 from actors.events import RaftInput
 from actors.lessor import lessor_for_member
 from actors.maintenance import Maintenance
@@ -285,11 +284,15 @@ class Member:
         server.add_operation("watch_poll", watch_hub.poll)
         ticker = Ticker(heartbeat_s, inbox_send.clone())
         # etcd's own API (gRPC + HTTP/JSON) as a translation onto the native ops above.
-        etcd_api = EtcdGateway(
-            member=self, dispatch=server._dispatch, url=self.cfg.me.etcd_client_url,
-            max_request_bytes=c.max_request_bytes, quota_bytes=c.quota_backend_bytes,
-            request_timeout_s=max(2.0, election_s * 3), version=VERSION,
-        ) if self.cfg.me.etcd_client_url else None
+        etcd_api = None
+        if self.cfg.me.etcd_client_url:
+            # Imported here: grpcio and aiohttp cost ~0.3 s to load, paid only if served.
+            from actors.etcd_gateway import EtcdGateway
+
+            etcd_api = EtcdGateway(
+                member=self, dispatch=server._dispatch, url=self.cfg.me.etcd_client_url,
+                max_request_bytes=c.max_request_bytes, quota_bytes=c.quota_backend_bytes,
+                request_timeout_s=max(2.0, election_s * 3), version=VERSION)
         async with inbox_send, trio.open_nursery() as nursery:
             await nursery.start(sender.run)
             await nursery.start(applier.run)

@@ -11,6 +11,7 @@ import base64
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,3 +245,18 @@ def test_move_leader_hands_leadership_to_the_named_member(ctl: Etcdctl) -> None:
     assert out.strip() == (f"Leadership transferred from {pc.member_id(leader):x} "
                            f"to {pc.member_id(target):x}")
     assert wait_until(lambda: pc.leader() == target, 10, "the new leader")
+
+
+def test_endpoint_health_reports_a_member_without_quorum_unhealthy(
+        etcdctl_bin: str, make_cluster: Any) -> None:  # noqa: F811
+    pc = make_cluster(3, start=False, etcd=True)
+    pc.start_all()
+    pc.wait_for_leader(20)
+    ctl = Etcdctl(etcdctl_bin, pc)
+    wait_until(lambda: ctl.run("endpoint", "health", names=["m1"], check=False).returncode == 0,
+               20, "m1 healthy")
+    pc.kill("m2")
+    pc.kill("m3")
+    sick = ctl.run("endpoint", "health", "--command-timeout=3s", names=["m1"], check=False)
+    assert sick.returncode != 0
+    assert f"{pc.etcd_endpoint('m1')} is unhealthy" in sick.stdout + sick.stderr

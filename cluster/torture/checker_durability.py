@@ -6,7 +6,8 @@ Once every fault is healed and every member has caught up:
   the same revision, the same live keys;
 - every acknowledged write is in that history, at the revision its client was
   told, with its value; no definitely-failed write is; no write appears that
-  no client ever made (a lease that expired on its own would show up here);
+  no client ever made (a lease that expired on its own would show up here),
+  and none appears twice (every value is unique to one op);
 - every read (linearizable or serializable) returned exactly the key's version
   at the revision in its reply header: a serializable read may be stale, but
   it must be a state that really existed, no later than what that member had
@@ -88,7 +89,7 @@ def check_durability(ops: Iterable[Op], hist: MvccHistory,
                 made[(w.key, w.value)] = op
     info_took = info_total = 0
     lost = 0
-    resolved = hist.resolved()
+    resolved = hist.resolved().puts
     for op in ops:
         if not op.is_write or op.f is F.REVOKE:
             continue
@@ -112,12 +113,27 @@ def check_durability(ops: Iterable[Op], hist: MvccHistory,
             if op.outcome is Outcome.INFO and op.f is not F.DELETE:
                 info_total += 1
                 info_took += any(revs)
+    first_rev: dict[tuple[str, str], int] = {}
+    twice: set[int] = set()
     for e in hist.events:
-        if e.value is not None and (e.key, e.value) not in made:
+        if e.value is None:
+            continue
+        if (e.key, e.value) not in made:
             _add(res, f"a write nobody made appeared: {e}")
+        elif (e.key, e.value) in first_rev:
+            # Values are unique per op: a second put of one means it was applied twice.
+            op = made[(e.key, e.value)]
+            if op.id in twice:
+                continue
+            twice.add(op.id)
+            _add(res, f"write applied more than once: {op.describe()} "
+                      f"is in the history at rev {first_rev[(e.key, e.value)]} and again "
+                      f"at rev {e.revision}")
+        else:
+            first_rev[(e.key, e.value)] = e.revision
     deletes_explained = _explain_deletes(ops, hist)
-    res.figures |= {"acknowledged_lost": lost, "indeterminate_writes": info_total,
-                    "indeterminate_took_effect": info_took,
+    res.figures |= {"acknowledged_lost": lost, "applied_twice": len(twice),
+                    "indeterminate_writes": info_total, "indeterminate_took_effect": info_took,
                     "unexplained_deletes": deletes_explained}
     if deletes_explained:
         _add(res, f"{deletes_explained} deletions in the history match no delete or "

@@ -23,17 +23,20 @@ touched.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from cluster.torture.final_state import MvccHistory
 from cluster.torture.history import CheckResult, F, Op, Outcome
 from cluster.torture.linear_model import (
     INITIAL,
     KeyOp,
     Kind,
-    Resolved,
+    Resolution,
     State,
     project,
     step,
@@ -45,7 +48,12 @@ search_steps_max = 2_000_000
 violations_shown_max = 20
 
 shrink_s_max = 20.0
+
 """Time spent shrinking a failing sub-history before printing what is left."""
+
+ops_shown_max = 40
+"""A sub-history longer than this (shrinking ran out of time) is printed cut in the middle;
+the saved failing-<key>.txt has all of it."""
 
 
 def search(kops: Sequence[KeyOp], steps_max: int = search_steps_max,
@@ -64,10 +72,13 @@ def search(kops: Sequence[KeyOp], steps_max: int = search_steps_max,
     is_call = [False] * (n + 1)
     op_of = [0] * (n + 1)
     ret_node = [-1] * len(kops)
+    call_node = [-1] * len(kops)
     for j, (_, kind, i) in enumerate(events, start=1):
         is_call[j], op_of[j] = kind == 0, i
         if kind == 1:
             ret_node[i] = j
+        else:
+            call_node[i] = j
 
     def unlink(x: int) -> None:
         nxt[prv[x]] = nxt[x]
@@ -81,7 +92,9 @@ def search(kops: Sequence[KeyOp], steps_max: int = search_steps_max,
 
     state = initial
     mask = 0
-    stack: list[tuple[int, State]] = []
+    # (call node, state before, forced): forced entries record an optional op that
+    # reached its deadline unlinearized, i.e. never happened: not a choice to revisit.
+    stack: list[tuple[int, State, bool]] = []
     memo: set[tuple[int, State]] = set()
     node = nxt[0]
     steps = 0
@@ -92,39 +105,48 @@ def search(kops: Sequence[KeyOp], steps_max: int = search_steps_max,
         if node == -1:
             return True  # only indeterminate calls are left: they never took effect
         i = op_of[node]
+        new: State | None = None
         if is_call[node]:
             new = step(kops[i], state)
-            if new is not None:
-                m2 = mask | (1 << i)
-                if (m2, new) not in memo:
-                    memo.add((m2, new))
-                    stack.append((node, state))
-                    state, mask = new, m2
-                    unlink(node)
-                    if ret_node[i] != -1:
-                        unlink(ret_node[i])
-                    node = nxt[0]
-                    continue
+        elif not kops[i].must:
+            new = state  # its deadline passed: it did not happen
+        if new is not None:
+            m2 = mask | (1 << i)
+            if (m2, new) not in memo:
+                memo.add((m2, new))
+                call = call_node[i]
+                stack.append((call, state, not is_call[node]))
+                state, mask = new, m2
+                unlink(call)
+                if ret_node[i] != -1:
+                    unlink(ret_node[i])
+                node = nxt[0]
+                continue
+        if is_call[node]:
             node = nxt[node]
-        else:
+            continue
+        # A return (or a deadline) of an op not linearized: undo the latest real choice.
+        while True:
             if not stack:
                 return False
-            call, state = stack.pop()
+            call, state, forced = stack.pop()
             i = op_of[call]
             mask &= ~(1 << i)
             if ret_node[i] != -1:
                 relink(ret_node[i])
             relink(call)
-            node = nxt[call]
+            if not forced:
+                break
+        node = nxt[call]
     return True
 
 
 def segments(kops: Sequence[KeyOp]) -> list[list[KeyOp]]:
-    """Cut a key's sub-history at quiet moments: every op before the cut returned
-    before every op after it was invoked, and none before it is indeterminate.
-    All writes before such a cut carry known revisions, so the state at the cut
-    is unique (`fold`): each piece is searched on its own, which keeps the memo
-    small on long runs."""
+    """Cut a key's sub-history at quiet moments: every op before the cut returned (or,
+    if indeterminate, reached its deadline) before every op after it was invoked. The
+    key's state at such a cut is unique: without indeterminate ops it is the last write
+    by revision (`fold`); with them, the cluster's final history says (`_cut_state`).
+    Each piece is searched on its own, which keeps the memo small on long runs."""
     ordered = sorted(kops, key=lambda k: k.invoke_s)
     out: list[list[KeyOp]] = []
     current: list[KeyOp] = []
@@ -134,7 +156,7 @@ def segments(kops: Sequence[KeyOp]) -> list[list[KeyOp]]:
             out.append(current)
             current = []
         current.append(k)
-        horizon = max(horizon, k.return_s if k.must else math.inf)
+        horizon = max(horizon, k.return_s)
     if current:
         out.append(current)
     return out
@@ -153,20 +175,21 @@ def fold(kops: Sequence[KeyOp], initial: State) -> State | None:
 
 def _closure(kops: Sequence[KeyOp], keep: set[int], initial: State = INITIAL
              ) -> list[KeyOp]:
-    """The kept ops, minus reads whose value no kept write (nor the initial state)
-    produced: a read of an unknown value would "fail" for a reason the reader
-    learns nothing from."""
-    written = {initial[0]} | {k.value for k in kops if k.op_id in keep and k.kind in (
-        Kind.WRITE, Kind.CAS, Kind.MAYBE_CAS)}
-    out = []
-    for k in kops:
-        if k.op_id not in keep:
-            continue
-        if k.kind in (Kind.READ, Kind.CAS_FAILED) and k.value is not None \
-                and k.value not in written:
-            continue
-        out.append(k)
-    return out
+    """The kept ops, minus those that depend on a value no kept write (nor the initial
+    state) produced: a read of it, or a compare-and-set expecting it. Such an op would
+    "fail" for a reason the reader learns nothing from."""
+    kept = [k for k in kops if k.op_id in keep]
+    while True:
+        written = {initial[0]} | {k.value for k in kept if k.kind in (
+            Kind.WRITE, Kind.CAS, Kind.MAYBE_CAS)}
+        if any(k.kind in (Kind.DELETE, Kind.MAYBE_DELETE, Kind.REVOKE) for k in kept):
+            written.add(None)  # "absent" is a value a delete produces
+        out = [k for k in kept if not (
+            (k.kind in (Kind.READ, Kind.CAS_FAILED, Kind.ABSENT) and k.value not in written)
+            or (k.kind in (Kind.CAS, Kind.MAYBE_CAS) and k.expected not in written))]
+        if len(out) == len(kept):
+            return out
+        kept = out
 
 
 def shrink(kops: Sequence[KeyOp], deadline_s: float, initial: State = INITIAL
@@ -212,10 +235,30 @@ class LinearResult:
     failing: dict[str, list[Op]] = field(default_factory=dict)  # key -> shrunk ops
 
 
-def check_linearizable(ops: Iterable[Op], resolved: Resolved | None = None,
+def _cut_states(ops: Sequence[Op], hist: MvccHistory) -> Callable[[str, float], State]:
+    """(key, cut time) -> the key's state at a cut, read from the final history at the
+    highest revision any op reported before the cut (every write before the cut is at
+    or below it, every write after it above)."""
+    done = sorted((op.complete_s, op.revision) for op in ops
+                  if op.outcome is Outcome.OK and op.revision)
+    times = [t for t, _ in done]
+    best = list(itertools.accumulate((r for _, r in done), max))
+
+    def state(key: str, cut_s: float) -> State:
+        i = bisect.bisect_left(times, cut_s)
+        kv = hist.at(key, best[i - 1] if i else 0)
+        return (kv.value, kv.mod_revision if kv.value is not None else 0, True, kv.lease)
+    return state
+
+
+def check_linearizable(ops: Iterable[Op], hist: MvccHistory | None = None,
                        steps_max: int = search_steps_max) -> LinearResult:
-    """Search every key's sub-history; shrink and report the keys that fail."""
+    """Search every key's sub-history; shrink and report the keys that fail. With the
+    cluster's final history, indeterminate writes are settled (took effect at revision R,
+    or never) and pieces can be cut after them."""
     ops = list(ops)
+    resolved: Resolution | None = hist.resolved() if hist is not None else None
+    cut_state = _cut_states(ops, hist) if hist is not None else None
     by_id = {op.id: op for op in ops}
     res = CheckResult("linearizable")
     out = LinearResult(res)
@@ -224,9 +267,11 @@ def check_linearizable(ops: Iterable[Op], resolved: Resolved | None = None,
     for key, kops in sorted(project(ops, resolved).items()):
         res.checked += len(kops)
         state: State | None = INITIAL
-        for piece in segments(kops):
+        for n, piece in enumerate(segments(kops)):
             pieces += 1
-            if state is None:  # an earlier piece of this key failed
+            if cut_state is not None and n:
+                state = cut_state(key, piece[0].invoke_s)
+            if state is None:  # a piece's writes did not fold: it failed already
                 break
             verdict = search(piece, steps_max, state)
             if verdict is None:
@@ -240,7 +285,12 @@ def check_linearizable(ops: Iterable[Op], resolved: Resolved | None = None,
                           and k.kind not in (Kind.READ, Kind.CAS_FAILED)]
                 failing = sorted({by_id[k.op_id] for k in small}, key=lambda o: o.invoke_s)
                 out.failing[key] = failing
-                lines = "\n    ".join(op.describe() for op in failing)
+                shown = failing if len(failing) <= ops_shown_max else [
+                    *failing[:ops_shown_max // 2], None, *failing[-ops_shown_max // 2:]]
+                lines = "\n    ".join(
+                    op.describe() if op is not None else
+                    f"... {len(failing) - ops_shown_max} more (see failing-<key>.txt)"
+                    for op in shown)
                 res.violations.append(
                     f"key {key} is not linearizable; smallest failing sub-history "
                     f"({len(failing)} ops, starting from {_show(state)}):\n    {lines}")

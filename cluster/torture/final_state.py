@@ -23,7 +23,7 @@ from cluster.client_replies import parse_kv
 from cluster.client_transport import AsyncTransport
 from cluster.errors import InternalError
 from cluster.torture.history import KV, WatchEvent
-from cluster.torture.linear_model import Resolved
+from cluster.torture.linear_model import Resolution
 
 page_events_max = 1000
 
@@ -110,6 +110,12 @@ class MvccHistory:
                 out[key] = kv
         return out
 
-    def resolved(self) -> Resolved:
-        """(key, value) -> revision of every put: settles indeterminate writes."""
-        return {(e.key, e.value): e.revision for e in self.events if e.value is not None}
+    def resolved(self) -> Resolution:
+        """Every put's revision and every tombstone: settles indeterminate writes."""
+        tombstones: dict[str, dict[int, int]] = defaultdict(dict)
+        for e in self.events:
+            if e.value is None:
+                tombstones[e.key][e.revision] = self.at(e.key, e.revision - 1).lease
+        return Resolution(
+            puts={(e.key, e.value): e.revision for e in self.events if e.value is not None},
+            tombstones=dict(tombstones))

@@ -18,7 +18,7 @@ import bisect
 import enum
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from cluster.torture.history import F, Op, Outcome
@@ -97,23 +97,68 @@ def step(op: KeyOp, s: State) -> State | None:
     raise AssertionError(f"unknown kind {k}")
 
 
-Resolved = Mapping[tuple[str, str], int]
-"""(key, value) -> the revision that wrote it, from the cluster's final history."""
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What the cluster's final history says about writes whose reply never came."""
+
+    puts: Mapping[tuple[str, str], int]  # (key, value) -> the revision that wrote it
+    tombstones: Mapping[str, Mapping[int, int]]  # key -> {deletion revision: lease it had}
 
 
-def _info_fate(op: Op, resolved: Resolved | None) -> int | None:
+def _info_fate(op: Op, resolved: Resolution | None) -> int | None:
     """For an indeterminate write: its revision if it is known to have happened, 0 if
     unknown, None if it is known NOT to have happened (absent from the final history)."""
     values = [(w.key, w.value) for w in op.writes if w.value is not None]
     if resolved is None or not values or op.f is F.REVOKE:
         return 0
-    revs = {resolved.get(kv) for kv in values} - {None}
+    revs = {resolved.puts.get(kv) for kv in values} - {None}
     if not revs:
         return None
     return max(r for r in revs if r is not None)
 
 
-def project(ops: Iterable[Op], resolved: Resolved | None = None) -> dict[str, list[KeyOp]]:
+def _applied_by(ops: list[Op]) -> Callable[[int], float]:
+    """revision -> a time by which it had certainly been applied: the earliest completion
+    of an op that reported a higher revision (+inf if none did)."""
+    done = sorted((op.revision, op.complete_s) for op in ops
+                  if op.outcome is Outcome.OK and op.revision)
+    revs = [r for r, _ in done]
+    suffix = [math.inf] * (len(done) + 1)
+    for i in range(len(done) - 1, -1, -1):
+        suffix[i] = min(done[i][1], suffix[i + 1])
+    return lambda rev: suffix[bisect.bisect_right(revs, rev)]
+
+
+def _unexplained_deletes(ops: list[Op], resolved: Resolution,
+                         lease_keys: Mapping[int, set[str]]) -> dict[str, set[int]]:
+    """Per key, the tombstones no acknowledged delete or revoke accounts for: only those
+    can be the work of an indeterminate delete or revoke. Where there are none, such an
+    op did nothing to the key, and leaving it out keeps the search from branching."""
+    explained: dict[str, set[int]] = defaultdict(set)
+    for op in ops:
+        if op.outcome is not Outcome.OK:
+            continue
+        if op.f is F.DELETE and op.deleted > 0:
+            explained[op.writes[0].key].add(op.revision)
+        elif op.f is F.REVOKE:
+            for key in lease_keys.get(op.lease, ()):
+                explained[key].add(op.revision)
+    return {key: set(revs) - explained[key] for key, revs in resolved.tombstones.items()}
+
+
+def _candidates(unexplained: Mapping[str, set[int]], resolved: Resolution, key: str,
+                lease: int) -> list[int]:
+    """Unexplained tombstones of `key` an indeterminate delete (lease 0) or a revoke of
+    `lease` could have made: a revoke only deletes a version attached to its lease."""
+    revs = unexplained.get(key, set())
+    if not lease:
+        return sorted(revs)
+    leases = resolved.tombstones.get(key, {})
+    return sorted(r for r in revs if leases.get(r) == lease)
+
+
+def project(ops: Iterable[Op], resolved: Resolution | None = None
+            ) -> dict[str, list[KeyOp]]:
     """Each key's sub-history. Serializable reads, failed ops and indeterminate reads are
     left out: they constrain nothing here (serializable reads are checked elsewhere)."""
     ops = list(ops)
@@ -123,6 +168,20 @@ def project(ops: Iterable[Op], resolved: Resolved | None = None) -> dict[str, li
             for w in op.writes:
                 if w.lease:
                     lease_keys[w.lease].add(w.key)
+    unexplained = None if resolved is None else _unexplained_deletes(ops, resolved, lease_keys)
+
+    applied_by = _applied_by(ops)
+
+    def delete_deadline(key: str, invoke_s: float, lease: int = 0) -> float | None:
+        """When an indeterminate delete (or revoke of `lease`) must have landed on `key` if
+        it did at all (None: it cannot have deleted anything there). Its tombstone is one
+        of the unexplained ones that may have been applied after the op was invoked."""
+        if unexplained is None or resolved is None:
+            return math.inf
+        times = [applied_by(rev) for rev in _candidates(unexplained, resolved, key, lease)]
+        late = [t for t in times if t > invoke_s]
+        return max(late) if late else None
+
     out: dict[str, list[KeyOp]] = defaultdict(list)
     end_s = max((op.complete_s for op in ops), default=0.0) + 1.0
     for op in ops:
@@ -156,7 +215,9 @@ def project(ops: Iterable[Op], resolved: Resolved | None = None) -> dict[str, li
         elif f is F.DELETE:
             key = op.writes[0].key
             if op.outcome is Outcome.INFO:
-                add(key, Kind.MAYBE_DELETE)
+                deadline = delete_deadline(key, op.invoke_s)
+                if deadline is not None:
+                    add(key, Kind.MAYBE_DELETE, ret=deadline)
             else:
                 deleted = op.deleted > 0
                 add(key, Kind.DELETE if deleted else Kind.ABSENT, r=rev if deleted else 0)
@@ -173,7 +234,9 @@ def project(ops: Iterable[Op], resolved: Resolved | None = None) -> dict[str, li
                     r=seen.mod_revision if seen else 0, expected=op.expected)
         elif f is F.REVOKE:
             for key in sorted(lease_keys.get(op.lease, ())):
-                add(key, Kind.REVOKE, r=rev if must else 0, lease=op.lease)
+                deadline = ret if must else delete_deadline(key, op.invoke_s, op.lease)
+                if deadline is not None:
+                    add(key, Kind.REVOKE, r=rev if must else 0, lease=op.lease, ret=deadline)
     return {key: _tighten(kops) for key, kops in out.items()}
 
 

@@ -8,7 +8,8 @@ Faults (the names `--faults` takes; `all` is every one of them):
 - partition: cut the peer links between two sides (one member alone, the leader
   half of the time, or a random minority), through the transport's fault control
   files; clients still reach every member.
-- link: lossy, slow, duplicating, reordering peer links (random drop/delay/dup rules).
+- link: lossy, slow, reordering peer links (random drop/delay/jitter rules).
+- dup: peer frames delivered twice (and a little late).
 - slow-disk: every WAL commit of one member, or of all, stalls 20-100 ms.
 - churn: remove a follower and add a fresh member under a new name (a removed
   member id can never rejoin), then promote it once it has caught up.
@@ -35,7 +36,7 @@ from cluster.torture.procs import TortureCluster
 
 log = logging.getLogger("etcdlite.torture")
 
-FAULTS = ("kill", "kill-all", "pause", "partition", "link", "slow-disk", "churn")
+FAULTS = ("kill", "kill-all", "pause", "partition", "link", "dup", "slow-disk", "churn")
 
 
 def parse_faults(text: str) -> tuple[str, ...]:
@@ -59,6 +60,7 @@ class Nemesis:
     calm_s: tuple[float, float] = (1.0, 3.0)
     hold_s: tuple[float, float] = (2.0, 5.0)
     log_line: Callable[[str], None] = print
+    members_changed: Callable[[], None] = lambda: None
     injected: list[Fault] = field(default_factory=list)
     _churned: int = 0
 
@@ -146,12 +148,26 @@ class Nemesis:
                 if peer != name and rng.random() < 0.6:
                     links[self.cluster.member_id(peer)] = LinkRule(
                         drop=rng.choice((0.0, 0.1, 0.3)), delay_s=rng.uniform(0, 0.1),
-                        jitter_s=rng.uniform(0, 0.1), dup=rng.choice((0.0, 0.2)))
+                        jitter_s=rng.uniform(0, 0.1))
             self.cluster.set_faults(name, FaultPlan(links=links))
 
         async def heal() -> None:
             self.cluster.clear_faults()
-        return "links", "drop/delay/duplicate/reorder", heal
+        return "links", "drop/delay/reorder", heal
+
+    async def _dup(self) -> tuple[str, str, Callable[[], Awaitable[None]]]:
+        """Every peer frame may arrive twice (and late): what Raft must shrug off. Known to
+        apply forwarded proposals twice (see README "Fault testing")."""
+        names = self.cluster.names
+        p = self.rng.choice((0.1, 0.3))
+        for name in names:
+            links = {self.cluster.member_id(peer): LinkRule(dup=p, jitter_s=0.02)
+                     for peer in names if peer != name}
+            self.cluster.set_faults(name, FaultPlan(links=links))
+
+        async def heal() -> None:
+            self.cluster.clear_faults()
+        return "links", f"duplicate {p:.0%} of peer frames", heal
 
     async def _slow_disk(self) -> tuple[str, str, Callable[[], Awaitable[None]]]:
         delay = self.rng.uniform(0.02, 0.1)
@@ -188,6 +204,7 @@ class Nemesis:
         except EtcdliteError as exc:
             return victim, f"removed; adding {name} failed ({exc.code.value})", _nothing
         cluster.start(name)
+        self.members_changed()
 
         async def heal() -> None:
             await _promote(cluster, endpoints, spec.member_id)

@@ -29,7 +29,15 @@ from cluster.torture.history import KV, CheckResult, F, History
 from cluster.torture.nemesis import Nemesis
 from cluster.torture.procs import TortureCluster
 from cluster.torture.report import Report, figures_of
-from cluster.torture.workload import PREFIX, Client, Recorder, Watcher, WorkloadConfig, key_name
+from cluster.torture.workload import (
+    PREFIX,
+    Client,
+    EndpointBook,
+    Recorder,
+    Watcher,
+    WorkloadConfig,
+    key_name,
+)
 
 converge_s_max = 60.0
 """After healing, how long members may take to agree before it counts as a failure."""
@@ -69,9 +77,10 @@ async def run(cfg: RunConfig) -> Report:
             raise RunAborted("no leader within 30 s of starting the cluster:\n"
                              + cluster.logs_tail())
         rec = Recorder(history, cfg.workload.clients)
-        endpoints = cluster.endpoints()
-        nemesis = Nemesis(cluster, cfg.faults, random.Random(rng.random()), log_line=cfg.say)
-        watchers = [Watcher(i, rec, endpoints, cfg.workload.timeout_s,
+        book = EndpointBook(cluster.endpoints())
+        nemesis = Nemesis(cluster, cfg.faults, random.Random(rng.random()), log_line=cfg.say,
+                          members_changed=lambda: book.update(cluster.endpoints()))
+        watchers = [Watcher(i, rec, book, cfg.workload.timeout_s,
                             random.Random(rng.random())) for i in range(cfg.workload.watchers)]
         started = time.monotonic()
         async with trio.open_nursery() as watching:
@@ -80,7 +89,7 @@ async def run(cfg: RunConfig) -> Report:
             stop_at = started + cfg.time_s
             async with trio.open_nursery() as work:
                 for _ in range(cfg.workload.clients):
-                    client = Client(rec, endpoints, cfg.workload, random.Random(rng.random()))
+                    client = Client(rec, book, cfg.workload, random.Random(rng.random()))
                     work.start_soon(client.run_until, stop_at)
                 work.start_soon(nemesis.run_until, stop_at)
             history.faults = nemesis.injected
@@ -90,7 +99,8 @@ async def run(cfg: RunConfig) -> Report:
             if converged is None:
                 extra.append(CheckResult("converged", violations=[
                     f"members did not agree within {converge_s_max:.0f} s of healing"]))
-            final = Client(rec, cluster.endpoints(), cfg.workload, random.Random(0))
+            book.update(cluster.endpoints())
+            final = Client(rec, book, cfg.workload, random.Random(0))
             for i in range(cfg.workload.keys):
                 await final.one(F.GET, key_name(i))
             final.client.close()
@@ -119,7 +129,7 @@ def check(history: History, members: list[dur.MemberFinal], integrity: dict[str,
     results.append(dur.check_agreement(members))
     healthy = [m for m in members if not m.error]
     hist = MvccHistory(healthy[0].history if healthy else ())
-    linear = check_linearizable(history.ops, hist.resolved() if healthy else None)
+    linear = check_linearizable(history.ops, hist if healthy else None)
     results += [linear.result, check_revision_order(history.ops)]
     if healthy:
         results += [dur.check_durability(history.ops, hist, healthy[0].live),

@@ -88,18 +88,40 @@ class Recorder:
         return op
 
 
+class EndpointBook:
+    """The cluster's client endpoints right now. Membership churn replaces members (a
+    removed member never comes back), so clients and watchers move to the new list."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = list(urls)
+        self.version = 0
+        self.changed = trio.Event()
+
+    def update(self, urls: list[str]) -> None:
+        if list(urls) != self.urls:
+            self.urls = list(urls)
+            self.version += 1
+            self.changed.set()
+            self.changed = trio.Event()
+
+    def client(self, rng: random.Random, timeout_s: float) -> AsyncClient:
+        order = list(self.urls)
+        rng.shuffle(order)  # clients start on different members
+        return AsyncClient(order, timeout_s=timeout_s)
+
+
 class Client:
     """One workload client: a process id, a socket set and a random stream."""
 
-    def __init__(self, rec: Recorder, endpoints: list[str], cfg: WorkloadConfig,
+    def __init__(self, rec: Recorder, book: EndpointBook, cfg: WorkloadConfig,
                  rng: random.Random) -> None:
         self.rec = rec
         self.cfg = cfg
         self.rng = rng
         self.process = rec.new_process()
-        order = list(endpoints)
-        rng.shuffle(order)  # clients start on different members
-        self.client = AsyncClient(order, timeout_s=cfg.timeout_s)
+        self.book = book
+        self.version = book.version
+        self.client = book.client(rng, cfg.timeout_s)
         self.seq = 0
 
     def value(self) -> str:
@@ -114,6 +136,10 @@ class Client:
         weights = [w for _, w in self.cfg.mix]
         try:
             while time.monotonic() < stop_at:
+                if self.version != self.book.version:
+                    self.client.close()
+                    self.version = self.book.version
+                    self.client = self.book.client(self.rng, self.cfg.timeout_s)
                 kind = self.rng.choices(kinds, weights)[0]
                 await self.one(kind)
         finally:
@@ -241,42 +267,54 @@ def _event(resp_event: Any, revision: int) -> WatchEvent:
 class Watcher:
     """Follows the whole key prefix from revision 1 (prev_kv on) and records every response."""
 
-    def __init__(self, wid: int, rec: Recorder, endpoints: list[str], timeout_s: float,
+    def __init__(self, wid: int, rec: Recorder, book: EndpointBook, timeout_s: float,
                  rng: random.Random) -> None:
         self.wid = wid
         self.rec = rec
-        order = list(endpoints)
-        rng.shuffle(order)
-        self.client = AsyncClient(order, timeout_s=timeout_s)
+        self.book = book
+        self.rng = rng
+        self.timeout_s = timeout_s
         self.next_revision = 1
         self.progressed = trio.Event()
+        self._done = False
 
     async def run(self) -> None:
         """Until cancelled by the runner (after it has caught up with the final revision).
 
         The watch client fails over by itself once started; only its first poll can
         fail (no member answered in time), and then the watch is simply started again
-        from where it stands, which keeps the stream continuous."""
-        try:
-            while True:
-                try:
-                    await self._follow()
-                    return
-                except EtcdliteError:
-                    await trio.sleep(0.5)
-        finally:
-            self.client.close()
+        from where it stands, which keeps the stream continuous. When membership
+        changes, the watch is restarted the same way on the new endpoints."""
+        while not self._done:
+            client = self.book.client(self.rng, self.timeout_s)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._restart_on_change, nursery.cancel_scope)
+                    await self._follow(client)
+                    self._done = True
+                    nursery.cancel_scope.cancel()
+            finally:
+                client.close()
 
-    async def _follow(self) -> None:
-        async with self.client.watch(PREFIX, prefix=True, start_revision=self.next_revision,
-                                     prev_kv=True, watch_id=self.wid) as w:
-            async for resp in w:
-                self._record(resp)
-                self.next_revision = w.next_revision
-                self.progressed.set()
-                self.progressed = trio.Event()
-                if resp.canceled:
-                    return
+    async def _restart_on_change(self, scope: trio.CancelScope) -> None:
+        await self.book.changed.wait()
+        scope.cancel()
+
+    async def _follow(self, client: AsyncClient) -> None:
+        while True:
+            try:
+                async with client.watch(PREFIX, prefix=True, start_revision=self.next_revision,
+                                        prev_kv=True, watch_id=self.wid) as w:
+                    async for resp in w:
+                        self._record(resp)
+                        self.next_revision = w.next_revision
+                        self.progressed.set()
+                        self.progressed = trio.Event()
+                        if resp.canceled:
+                            return
+                return
+            except EtcdliteError:
+                await trio.sleep(0.5)
 
     def _record(self, resp: WatchResponse) -> None:
         events = tuple(_event(e, e.kv.mod_revision) for e in resp.events)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from cluster.torture.history import F, KV, Op, Outcome
+from cluster.torture.history import KV, F, Op, Outcome, WatchEvent
 
 _ids = itertools.count()
 
@@ -38,3 +38,12 @@ def cas(key: str, expected: str, new: str, t0: float, t1: float, rev: int,
     reads = () if seen is None else (KV(key, seen[0], seen[1]),)
     return op(F.CAS, t0, t1, outcome, writes=(KV(key, new),), expected=expected,
               revision=rev, succeeded=succeeded if outcome is Outcome.OK else None, reads=reads)
+
+
+def ev(rev: int, key: str, value: str | None, prev: tuple[str | None, int] = (None, 0),
+       version: int = 1, create: int = 0) -> WatchEvent:
+    """A history event (value None = a delete)."""
+    return WatchEvent(rev, "put" if value is not None else "delete", key, value,
+                      create_revision=create or (rev if value is not None else 0),
+                      version=version if value is not None else 0,
+                      prev_value=prev[0], prev_mod_revision=prev[1])

@@ -13,17 +13,8 @@ from cluster.torture.checker_durability import (
 )
 from cluster.torture.checker_watch import check_watches
 from cluster.torture.final_state import MvccHistory
-from cluster.torture.history import KV, Outcome, WatchDelivery, WatchEvent
-from tests.torture.ops import delete, get, put
-
-
-def ev(rev: int, key: str, value: str | None, prev: tuple[str | None, int] = (None, 0),
-       version: int = 1, create: int = 0) -> WatchEvent:
-    return WatchEvent(rev, "put" if value is not None else "delete", key, value,
-                      create_revision=create or (rev if value is not None else 0),
-                      version=version if value is not None else 0,
-                      prev_value=prev[0], prev_mod_revision=prev[1])
-
+from cluster.torture.history import KV, Outcome, WatchDelivery
+from tests.torture.ops import delete, ev, get, put
 
 EVENTS = [ev(2, "t/a", "1"), ev(3, "t/b", "2"), ev(4, "t/a", "3", ("1", 2), 2, 2),
           ev(5, "t/a", None, ("3", 4))]
@@ -56,6 +47,13 @@ def test_failed_write_that_took_effect_and_phantom_writes_are_reported() -> None
     failed = put("t/c", "ghost", 5, 6, outcome=Outcome.FAIL)
     assert any("definitely failed" in v for v in check_durability([*OPS, failed], hist).violations)
     assert any("nobody made" in v for v in check_durability(OPS, hist).violations)
+
+
+def test_write_applied_twice_is_reported() -> None:
+    hist = MvccHistory([*EVENTS, ev(6, "t/b", "2", ("2", 3), 2, 3)])
+    res = check_durability(OPS, hist)
+    assert res.figures["applied_twice"] == 1
+    assert any("more than once" in v for v in res.violations)
 
 
 def test_delete_nobody_asked_for_is_reported() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from cluster.torture.checker_linear import check_linearizable, check_revision_order
-from cluster.torture.history import F, KV, Outcome
-from tests.torture.ops import cas, delete, get, op, put
+from cluster.torture.final_state import MvccHistory
+from cluster.torture.history import KV, F, Outcome
+from tests.torture.ops import cas, delete, ev, get, op, put
 
 INFO = Outcome.INFO
 FAIL = Outcome.FAIL
@@ -72,7 +73,26 @@ def test_resolved_indeterminate_write_that_never_happened_cannot_be_read() -> No
     h = [put("k", "a", 0, 1, rev=2), put("k", "b", 2, 3, outcome=INFO),
          get("k", "b", 3, 4, 5)]
     assert check_linearizable(h).result.ok
-    assert not check_linearizable(h, resolved={("k", "a"): 2}).result.ok
+    assert not check_linearizable(h, MvccHistory([ev(2, "k", "a")])).result.ok
+
+
+def test_indeterminate_delete_counts_only_if_the_history_has_its_tombstone() -> None:
+    h = [put("k", "a", 0, 1, rev=2), delete("k", 2, 3, rev=0, outcome=INFO),
+         get("k", "a", 2, 10, 11), get("k", None, 0, 12, 13, rev=3)]
+    assert check_linearizable(h).result.ok  # the delete may land between the reads
+    assert not check_linearizable(h, MvccHistory([ev(2, "k", "a")])).result.ok
+    assert check_linearizable(h, MvccHistory([ev(2, "k", "a"), ev(3, "k", None)])).result.ok
+
+
+def test_indeterminate_delete_that_landed_must_land_before_its_deadline() -> None:
+    # Its tombstone (rev 3) was applied before the put at rev 4 (another key) completed
+    # at t=6, so a read of k invoked after that cannot still see "a".
+    h = [put("k", "a", 0, 1, rev=2), delete("k", 2, 3, rev=0, outcome=INFO),
+         put("j", "x", 5, 6, rev=4)]
+    hist = MvccHistory([ev(2, "k", "a"), ev(3, "k", None), ev(4, "j", "x")])
+    assert not check_linearizable([*h, get("k", "a", 2, 7, 8, rev=4)], hist).result.ok
+    assert check_linearizable([*h, get("k", "a", 2, 7, 8, rev=4)]).result.ok  # no deadline
+    assert check_linearizable([*h, get("k", None, 0, 7, 8, rev=4)], hist).result.ok
 
 
 def test_compare_and_set_follows_the_register() -> None:

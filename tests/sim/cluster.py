@@ -21,6 +21,7 @@ from cluster.conf_change import ConfChange, ConfChangeType
 from cluster.messages import ConfState, Entry, HardState, Message, MessageType, SnapshotMeta
 from cluster.raft_log import RaftLog
 from tests.sim.checkers import DURABLE_COVERED, Checker, LogView, SafetyViolation
+from tests.sim.liveness import check_liveness
 from tests.sim.network import TICK_STEPS, Faults, SimNetwork
 from tests.sim.node import DurableStore, NodeOptions, SimNode
 
@@ -31,10 +32,6 @@ A member added later starts empty and learns the conf from the leader's
 snapshot, exactly as etcd's joining members do; without a bootstrap snapshot
 a joiner replaying the log from index 1 would never learn the initial voters.
 """
-
-
-class LivenessViolation(AssertionError):
-    """The healed cluster failed to elect a leader and commit within the bound."""
 
 
 @dataclass(slots=True)
@@ -354,71 +351,8 @@ class SimCluster:
                 self._after(node)
 
     def check_liveness(self, ticks_max: int | None = None) -> tuple[int, int]:
-        """After `heal_all()`: a leader emerges and a new write is applied on it.
-
-        Returns (ticks until a leader was known, ticks until the write was applied).
-        Raises:
-            LivenessViolation: nothing committed within `ticks_max` ticks.
-        """
-        ticks_max = ticks_max or 20 * self.options.election_ticks
-        start = self.now
-        payload: bytes | None = None
-        asked: tuple[SimNode, int] | None = None
-        leader_at = -1
-        for _ in range(ticks_max):
-            leader = self.leader()
-            if leader is not None and leader_at < 0:
-                leader_at = (self.now - start) // TICK_STEPS
-            if leader is not None and leader.raft is not None \
-                    and (asked != (leader, leader.raft.term) or payload is None):
-                # Ask each new leader (node, term) again: a write proposed to a
-                # leader that lost its term may have been truncated.
-                payload = self.propose(leader.id)
-                asked = (leader, leader.raft.term)
-            if asked is not None and payload is not None and any(
-                    p == payload for p, _ in asked[0].acks):
-                committed_at = (self.now - start) // TICK_STEPS
-                self._check_reads_complete(asked[0], payload)
-                return leader_at, committed_at
-            self.run_ticks(1)
-        raise LivenessViolation(
-            f"no leader/commit within {ticks_max} ticks after heal (seed {self.seed}): "
-            + self.describe())
-
-    def _check_reads_complete(self, leader: SimNode, payload: bytes) -> None:
-        """On a quiet network ReadIndex answers, on the leader and on every member.
-
-        A read is dropped when its member knows no leader (say, mid pre-vote),
-        so each member's client retries every `retry_ticks` with a new context,
-        as an etcd client retries on timeout. Every answer must also see the
-        write acknowledged just before the reads began.
-        """
-        index = dict(leader.acks)[payload]
-        assert leader.raft is not None
-        # Only members can serve reads: a member removed without learning it
-        # (or one whose addition never committed) is never caught up again.
-        members = leader.raft.conf.voters | leader.raft.conf.learners
-        waiting = {n.id: set[bytes]() for n in self.up_nodes() if n.id in members}
-        ticks_max = 5 * self.options.election_ticks
-        retry_ticks = self.options.election_ticks
-        for tick in range(ticks_max):
-            for node_id in sorted(waiting):
-                node = self.nodes[node_id]
-                served = [i for ctx, i in node.reads_served if ctx in waiting[node_id]]
-                if served:
-                    if min(served) < index:
-                        raise SafetyViolation(f"read on {node_id} served at {min(served)} "
-                                              f"< acknowledged write {index}")
-                    del waiting[node_id]
-                elif tick % retry_ticks == 0:
-                    ctx = self.read(node_id)
-                    assert ctx is not None
-                    waiting[node_id].add(ctx)
-            if not waiting:
-                return
-            self.run_ticks(1)
-        raise LivenessViolation(f"reads on {sorted(waiting)} unanswered {ticks_max} ticks "
-                                f"after heal (seed {self.seed}): {self.describe()}")
+        """See tests/sim/liveness.py: a leader, a committed write, answered reads."""
+        return check_liveness(self, ticks_max)
 
     def check_acked_durable(self) -> None:
         """Every acknowledged write is in the one applied history (after liveness)."""

@@ -26,7 +26,7 @@ from tests.e2e.harness import ProcessCluster, wait_until
 
 pytestmark = pytest.mark.e2e
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 OPS = ["range", "put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke",

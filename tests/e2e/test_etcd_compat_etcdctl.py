@@ -260,3 +260,20 @@ def test_endpoint_health_reports_a_member_without_quorum_unhealthy(
     sick = ctl.run("endpoint", "health", "--command-timeout=3s", names=["m1"], check=False)
     assert sick.returncode != 0
     assert f"{pc.etcd_endpoint('m1')} is unhealthy" in sick.stdout + sick.stderr
+
+
+def test_member_add_promote_remove_through_followers(ctl: Etcdctl) -> None:
+    pc = ctl.cluster
+    leader = pc.wait_for_leader()
+    follower = next(n for n in pc.names if n != leader)
+    added = ctl.out("member", "add", "m9", "--peer-urls=http://127.0.0.1:9", "--learner",
+                    names=[follower])
+    assert 'ETCD_INITIAL_CLUSTER_STATE="existing"' in added
+    rows = [r.split(", ") for r in ctl.out("member", "list").splitlines()]
+    (new,) = [r for r in rows if r[1] == "unstarted"]
+    assert (new[3], new[5]) == ("tcp://127.0.0.1:9", "true")  # http:// taken as nng tcp://
+    refused = ctl.run("member", "promote", new[0], names=[follower], check=False)
+    assert "can only promote a learner member which is in sync with leader" in refused.stderr
+    removed = ctl.out("member", "remove", new[0], names=[follower])
+    assert removed.split()[:3] == ["Member", new[0], "removed"]  # etcdctl pads ids with %16x
+    assert len(ctl.out("member", "list").splitlines()) == 3

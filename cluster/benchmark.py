@@ -14,13 +14,14 @@ the members for CPU and must stay cheap:
 
 - "threads" (default): one OS thread per client, each with its own nng
   context on its connection's socket, blocking send/recv. pynng's blocking
-  calls release the GIL inside nng, and measured here they cost ~30-60 us of
-  client CPU per request.
+  calls release the GIL inside nng. Measured here: 100-190 us of client CPU
+  per request, encoding and parsing included.
 - "trio": one task per client over `AsyncTransport`, i.e. `AsyncClient`
-  itself. pynng's trio integration wakes the event loop through a thread
-  hop per send and per receive, measured at ~120 us of client CPU per
-  request, so at high rates it steals CPU from the members it measures.
-  Kept for comparison and as the reference for "what an AsyncClient user gets".
+  itself. pynng's trio integration wakes the event loop from nng's thread
+  for every send and every receive: 200-250 us per request, and 1.8-2.3x
+  fewer requests/s than "threads" against the same cluster, because on two
+  cores that CPU is taken from the members being measured. Kept for
+  comparison and as "what an AsyncClient user gets".
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import trio
 from cluster.torture.crash_loop import CrashLoopConfig, run_crash_loop
 from cluster.torture.member_main import BUGS
 from cluster.torture.nemesis import FAULTS, parse_faults
-from cluster.torture.runner import RunAborted, RunConfig, run
+from cluster.torture.runner import RunAborted, RunConfig, recheck, run
 from cluster.torture.workload import WorkloadConfig
 
 
@@ -39,11 +39,14 @@ def _say(line: str) -> None:
               help="Inject a deliberate bug into every member (to see the checkers catch it).")
 @click.option("--crash-loop", "cycles", type=click.IntRange(min=1), default=None,
               help="Instead: N cycles of kill -9 during write bursts, then check durability.")
+@click.option("--check", "check_path", type=click.Path(exists=True, path_type=Path),
+              default=None, help="Instead: re-check a saved history.jsonl (no cluster).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Log the torture process' own clients.")
 def torture_cmd(time_s: float, members: int, faults: str, clients: int, keys: int,
                 watchers: int, seed: int | None, out_dir: Path | None, keep: bool,
-                bug: str | None, cycles: int | None, as_json: bool, verbose: bool) -> None:
+                bug: str | None, cycles: int | None, check_path: Path | None, as_json: bool,
+                verbose: bool) -> None:
     """Start a cluster of real members, run a workload while injecting faults, check.
 
     \b
@@ -53,6 +56,7 @@ def torture_cmd(time_s: float, members: int, faults: str, clients: int, keys: in
       etcdlite torture --faults kill,pause,partition --seed 7 --out run7
       etcdlite torture --bug stale-reads --faults partition   # must report violations
       etcdlite torture --crash-loop 100
+      etcdlite torture --check torture-7/history.jsonl      # re-check a saved run
 
     The members are separate processes on ipc:// sockets under a temporary
     directory, killed when the run ends (or when this process dies). The
@@ -68,6 +72,10 @@ def torture_cmd(time_s: float, members: int, faults: str, clients: int, keys: in
         fault_names = parse_faults(faults)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
+    if check_path is not None:
+        report = recheck(check_path)
+        click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.text())
+        sys.exit(0 if report.ok else 1)
     if cycles is not None:
         loop_cfg = CrashLoopConfig(cycles=cycles, members=members, say=_say)
         if seed is not None:

@@ -181,6 +181,7 @@ class History:
     watches: list[WatchDelivery] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    truth: list[WatchEvent] = field(default_factory=list)  # one member's final MVCC history
 
     def ok(self) -> Iterator[Op]:
         return (op for op in self.ops if op.outcome is Outcome.OK)
@@ -194,6 +195,8 @@ class History:
                 f.write(json.dumps({"type": "watch", **asdict(w)}) + "\n")
             for fault in self.faults:
                 f.write(json.dumps({"type": "fault", **asdict(fault)}) + "\n")
+            for e in self.truth:
+                f.write(json.dumps({"type": "truth", "event": asdict(e)}) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> History:
@@ -214,6 +217,8 @@ class History:
             self.watches.append(WatchDelivery(events=events, **rec))
         elif kind == "fault":
             self.faults.append(Fault(**rec))
+        elif kind == "truth":
+            self.truth.append(WatchEvent(**rec["event"]))
 
 
 def op_from_dict(rec: dict[str, Any]) -> Op:

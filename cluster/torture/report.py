@@ -38,7 +38,8 @@ def figures_of(history: History) -> dict[str, Any]:
     ok_write_times = sorted(op.complete_s for op in writes if op.outcome is Outcome.OK)
     unavailable: dict[str, float] = defaultdict(float)
     faults = sorted(history.faults, key=lambda f: f.start_s)
-    for fault, after in zip(faults, [*faults[1:], None], strict=True):
+    for i, fault in enumerate(faults):
+        after = faults[i + 1] if i + 1 < len(faults) else None
         # Recovery counts, up to the next fault (whose effect is its own).
         end = fault.end_s + recovery_window_s
         if after is not None:

@@ -114,6 +114,7 @@ async def run(cfg: RunConfig) -> Report:
         integrity = _integrity(cluster)
         logs = cluster.logs_tail(20000)
     history.meta["final_revision"] = final_rev
+    history.truth = next((list(m.history) for m in members if not m.error), [])
     report = check(history, members, integrity, extra)
     out_dir = cfg.out_dir or (None if report.ok else Path(f"torture-{cfg.seed}"))
     if out_dir is not None:
@@ -138,6 +139,19 @@ def check(history: History, members: list[dur.MemberFinal], integrity: dict[str,
             results.append(check_watches(history.watches, hist, history.ops, PREFIX))
     results.append(dur.check_integrity(integrity))
     return Report(results, figures_of(history), linear.failing)
+
+
+def recheck(path: Path) -> Report:
+    """Run the checkers again on a saved history.jsonl (agreement and SQLite integrity
+    were judged during the run and are not repeated)."""
+    history = History.load(path)
+    truth = dur.MemberFinal("saved", history.meta.get("final_revision", 0),
+                            tuple(history.truth), None, {})
+    report = check(history, [truth] if history.truth else [], {})
+    report.results = [r for r in report.results
+                      if r.name not in ("replicas-agree", "sqlite-integrity", "durability")
+                      ] + [dur.check_durability(history.ops, MvccHistory(history.truth))]
+    return report
 
 
 async def _converge(cluster: TortureCluster) -> int | None:

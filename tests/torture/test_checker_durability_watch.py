@@ -13,7 +13,8 @@ from cluster.torture.checker_durability import (
 )
 from cluster.torture.checker_watch import check_watches
 from cluster.torture.final_state import MvccHistory
-from cluster.torture.history import KV, Outcome, WatchDelivery
+from cluster.torture.history import KV, History, Outcome, WatchDelivery
+from cluster.torture.runner import recheck
 from tests.torture.ops import delete, ev, get, put
 
 EVENTS = [ev(2, "t/a", "1"), ev(3, "t/b", "2"), ev(4, "t/a", "3", ("1", 2), 2, 2),
@@ -110,3 +111,15 @@ def test_watcher_that_never_caught_up_is_reported() -> None:
 def test_integrity_failures_are_reported() -> None:
     assert check_integrity({"m1/state.db": "ok"}).ok
     assert not check_integrity({"m1/wal.db": "*** in database main ***"}).ok
+
+
+def test_saved_history_can_be_checked_again(tmp_path) -> None:
+    history = History(ops=list(OPS), truth=list(EVENTS), meta={"final_revision": 5})
+    history.save(tmp_path / "history.jsonl")
+    report = recheck(tmp_path / "history.jsonl")
+    assert report.ok, report.text()
+    assert {r.name for r in report.results} >= {"linearizable", "durability",
+                                                "reads-match-history"}
+    lost = History(ops=list(OPS), truth=[e for e in EVENTS if e.revision != 3])
+    lost.save(tmp_path / "lost.jsonl")
+    assert not recheck(tmp_path / "lost.jsonl").ok

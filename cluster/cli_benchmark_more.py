@@ -193,9 +193,10 @@ def perf_cmd(ctx: click.Context, /, load_name: str, duration_s: float, prefix: s
         if auto_compact:
             c.compact(deleted.header.revision)
     ok, lines = perf_verdict(report, load.writes_per_s)
-    if as_json:
-        emit(opts, report)
-        click.echo(json.dumps({"verdict": "PASS" if ok else "FAIL", "lines": lines}))
+    if as_json:  # one document: the report plus the verdict
+        data = rep.to_json(report)
+        data.update(verdict="PASS" if ok else "FAIL", lines=lines)
+        click.echo(json.dumps(data, indent=2))
     else:
         for line in lines:
             click.echo(line)

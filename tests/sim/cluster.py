@@ -39,6 +39,7 @@ class Timer:
     due: int
     seq: int
     action: Callable[[], None] = field(compare=False)
+    fault: bool = field(default=False, compare=False)  # cancelled by heal_all()
 
     def __lt__(self, other: Timer) -> bool:
         return (self.due, self.seq) < (other.due, other.seq)
@@ -167,9 +168,10 @@ class SimCluster:
 
     # --- time ------------------------------------------------------------------------
 
-    def after(self, steps: int, action: Callable[[], None]) -> None:
+    def after(self, steps: int, action: Callable[[], None], *, fault: bool = False) -> None:
+        """Run `action` in `steps` steps; `fault` timers belong to the chaos phase."""
         self._timer_seq += 1
-        heapq.heappush(self._timers, Timer(self.now + steps, self._timer_seq, action))
+        heapq.heappush(self._timers, Timer(self.now + steps, self._timer_seq, action, fault))
 
     def run_ticks(self, ticks: int, on_tick: Callable[[], None] | None = None,
                   stop: Callable[[], bool] | None = None) -> bool:
@@ -339,9 +341,11 @@ class SimCluster:
     # --- liveness --------------------------------------------------------------------
 
     def heal_all(self) -> None:
-        """Remove every fault: links, lossy network, crashed members."""
+        """Remove every fault: links, lossy network, crashed members, pending fault timers."""
         self.net.heal()
         self.net.faults = Faults()
+        self._timers = [t for t in self._timers if not t.fault]
+        heapq.heapify(self._timers)
         for node in self.nodes.values():
             node.crash_mid_persist = False
             if node.up and node.deferred:

@@ -52,7 +52,7 @@ def check_liveness(c: SimCluster, ticks_max: int | None = None) -> tuple[int, in
         if asked is not None and payload is not None and any(
                 p == payload for p, _ in asked[0].acks):
             committed_at = (c.now - start) // TICK_STEPS
-            check_reads_complete(c, asked[0], payload)
+            check_reads_complete(c, dict(asked[0].acks)[payload])
             return leader_at, committed_at
         c.run_ticks(1)
     raise LivenessViolation(
@@ -60,22 +60,27 @@ def check_liveness(c: SimCluster, ticks_max: int | None = None) -> tuple[int, in
         + c.describe())
 
 
-def check_reads_complete(c: SimCluster, leader: SimNode, payload: bytes) -> None:
-    """On a quiet network ReadIndex answers, on the leader and on every member.
+def check_reads_complete(c: SimCluster, index: int) -> None:
+    """On a quiet network ReadIndex answers on every member and is served there.
 
-    A read is dropped when its member knows no leader (say, mid pre-vote),
-    so each member's client retries every `retry_ticks` with a new context,
-    as an etcd client retries on timeout. Every answer must also see the
-    write acknowledged just before the reads began.
+    A read is dropped when its member knows no leader (say, mid pre-vote), so
+    each member's client retries every election timeout with a new context,
+    as an etcd client retries on timeout; a read index must arrive within 5
+    election timeouts. Serving then waits for the member to apply up to it,
+    which for a member far behind takes about a tick per entry in the worst
+    case (one entry per message, Readies deferred), so that bound grows with
+    the member's lag. Every read must cover `index`, the write acknowledged
+    just before the reads began.
     """
-    index = dict(leader.acks)[payload]
-    assert leader.raft is not None
-    # Only members can serve reads: a member removed without learning it
-    # (or one whose addition never committed) is never caught up again.
-    members = leader.raft.conf.voters | leader.raft.conf.learners
+    election = c.options.election_ticks
+    leader = c.leader()
+    # Only members can serve reads: a member removed without learning it (or
+    # one whose addition never committed) is never caught up again.
+    conf = leader.raft.conf if leader is not None and leader.raft is not None else c.members()
+    members = conf.voters | conf.learners
     waiting = {n.id: set[bytes]() for n in c.up_nodes() if n.id in members}
-    ticks_max = 5 * c.options.election_ticks
-    retry_ticks = c.options.election_ticks
+    lag = max((index - len(c.nodes[i].state) for i in waiting), default=0)
+    ticks_max = 5 * election + 2 * max(lag, 0)
     for tick in range(ticks_max):
         for node_id in sorted(waiting):
             node = c.nodes[node_id]
@@ -85,12 +90,13 @@ def check_reads_complete(c: SimCluster, leader: SimNode, payload: bytes) -> None
                     raise SafetyViolation(f"read on {node_id} served at {min(served)} "
                                           f"< acknowledged write {index}")
                 del waiting[node_id]
-            elif tick % retry_ticks == 0:
+            elif tick < 5 * election and tick % election == 0 and not any(
+                    ctx in waiting[node_id] for _, ctx in node.read_waiters):
                 ctx = c.read(node_id)
                 assert ctx is not None
                 waiting[node_id].add(ctx)
         if not waiting:
             return
         c.run_ticks(1)
-    raise LivenessViolation(f"reads on {sorted(waiting)} unanswered {ticks_max} ticks "
+    raise LivenessViolation(f"reads on {sorted(waiting)} unserved {ticks_max} ticks "
                             f"after heal (seed {c.seed}): {c.describe()}")

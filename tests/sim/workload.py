@@ -98,7 +98,7 @@ class Chaos:
         if leader is not None and leader.raft is not None and rng.random() < self.p_churn:
             c.propose(leader.id)
             victim = leader.id
-            c.after(rng.randint(1, TICK_STEPS), lambda: c.crash(victim))
+            c.after(rng.randint(1, TICK_STEPS), lambda: c.crash(victim), fault=True)
             self._restart_later(victim)
 
     def on_event(self, node: SimNode) -> None:
@@ -118,11 +118,11 @@ class Chaos:
             self.c.read(node.id)
         if self.p_isolate_new and self.rng.random() < self.p_isolate_new:
             self.c.net.isolate(node.id, self.c.nodes)
-            self.c.after(self.rng.randint(3, 30) * TICK_STEPS, self.c.heal)
+            self.c.after(self.rng.randint(3, 30) * TICK_STEPS, self.c.heal, fault=True)
 
     def _restart_later(self, node_id: int) -> None:
         ticks = self.rng.randint(2, 30)
-        self.c.after(ticks * TICK_STEPS, lambda: self.c.restart(node_id))
+        self.c.after(ticks * TICK_STEPS, lambda: self.c.restart(node_id), fault=True)
 
     def partition(self) -> None:
         rng, c = self.rng, self.c
@@ -141,7 +141,7 @@ class Chaos:
             for _ in range(rng.randint(1, 3)):
                 a, b = rng.sample(ids, 2)
                 c.net.block(a, b)
-        c.after(rng.randint(3, 40) * TICK_STEPS, c.heal)
+        c.after(rng.randint(3, 40) * TICK_STEPS, c.heal, fault=True)
 
     def membership(self) -> None:
         rng, c = self.rng, self.c

@@ -9,6 +9,7 @@ elsewhere are applied just the same, their results dropped.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -21,12 +22,16 @@ from actors.wait import AppliedIndex, WaitRegistry
 from cluster import codec, kv
 from cluster.conf_change import ConfChange
 from cluster.errors import BadRequestError, EtcdliteError
-from cluster.messages import ConfState, EntryType, SnapshotMeta
+from cluster.messages import ConfState, EntryType
 from storage.members import member_change_from
 from storage.mvcc import MvccStore
 from storage.snapshots import SnapshotStore
 
 log = logging.getLogger("etcdlite.apply")
+
+
+positions_kept = 4096
+"""Batch-end positions remembered for snapshots of the live store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,11 @@ class Applier:
         self._after_apply = after_apply
         self._batch_count = 0
         self._entry_count = 0
+        # Term and membership at the end of recent batches: a snapshot taken of the live
+        # store lands on one of these indexes and needs them for its Raft position.
+        self._positions: OrderedDict[int, tuple[int, ConfState]] = OrderedDict()
+        self._snapshotting = False
+        self._nursery: trio.Nursery | None = None
         # Held while a batch is applied. Maintenance that rewrites state.db under the
         # store (defragment) takes it, so that no batch is applied meanwhile.
         self.exclusive = trio.Lock()
@@ -78,8 +88,9 @@ class Applier:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> NoReturn:
-        task_status.started()
-        async with self._batches, self._raft_inbox:
+        async with self._batches, self._raft_inbox, trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
             async for batch in self._batches:
                 async with self.exclusive:
                     self._apply_batch(batch)
@@ -120,16 +131,32 @@ class Applier:
 
     def _maybe_snapshot(self, term: int, conf: ConfState) -> None:
         index = self._mvcc.applied_index
-        if index - self._snapshot_index < self._snapshot_count:
+        self._positions[index] = (term, conf)
+        while len(self._positions) > positions_kept:
+            self._positions.popitem(last=False)
+        if self._snapshotting or index - self._snapshot_index < self._snapshot_count:
             return
-        meta = SnapshotMeta(index=index, term=term, conf=conf)
-        snap = self._snapshots.create(self._mvcc, meta)
-        self._snapshot_index = index
-        log.info("%s took snapshot at index %d (%d bytes)", self._name, index, snap.size)
+        assert self._nursery is not None
+        self._snapshotting = True
+        self._nursery.start_soon(self._take_snapshot)
+
+    async def _take_snapshot(self) -> None:
+        """Copy and checksum the store in a worker thread while applies go on.
+
+        Done inline, copying a large state.db would freeze the member's event loop
+        long enough to miss heartbeats and lose leadership.
+        """
         try:
-            self._raft_inbox.send_nowait(SnapshotTaken(meta))
-        except trio.WouldBlock:
-            log.info("%s will compact the log at a later snapshot (raft busy)", self._name)
+            snap = await trio.to_thread.run_sync(
+                self._snapshots.capture, self._mvcc.path, self._positions.get)
+            if snap is None:
+                return
+            self._snapshot_index = max(self._snapshot_index, snap.meta.index)
+            log.info("%s took snapshot at index %d (%d bytes)", self._name, snap.meta.index,
+                     snap.size)
+            await self._raft_inbox.send(SnapshotTaken(snap.meta))
+        finally:
+            self._snapshotting = False
 
     def apply_entries(self, entries: list[Any]) -> None:
         items: list[tuple[int, Any]] = []

@@ -54,5 +54,12 @@ class SnapshotTaken:
     meta: SnapshotMeta
 
 
+@dataclass(frozen=True, slots=True)
+class PeerUnreachable:
+    """The transport could not deliver to `peer` (no connection): Raft should probe it."""
+
+    peer: int
+
+
 RaftInput = (Tick | PeerMessages | Propose | ReadIndexRequest | TransferLeader | SnapshotStatus
-             | SnapshotTaken)
+             | SnapshotTaken | PeerUnreachable)

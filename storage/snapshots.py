@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cluster import codec
 from cluster.errors import EtcdliteError
-from cluster.messages import SnapshotMeta
+from cluster.messages import ConfState, SnapshotMeta
 from storage.mvcc import MvccStore
 
-SNAPSHOTS_KEPT = 3
+SNAPSHOTS_KEPT = 2
 _CHUNK = 1 << 20
 
 
@@ -70,6 +72,43 @@ class SnapshotStore:
         data = self._data_path(meta.index)
         mvcc.backup_to(data)
         return self._seal(data, meta)
+
+    def capture(self, db_path: Path,
+                position_of: Callable[[int], tuple[int, ConfState] | None]
+                ) -> SnapshotFile | None:
+        """Snapshot a LIVE state.db without stopping its writer (call from a worker thread).
+
+        The copy runs inside one read transaction on a connection of its own, so it
+        is exactly the state at the applied index it reads first, while the applier
+        keeps applying. `position_of(index)` gives that index's term and membership
+        (the applier records them per batch); None if it no longer knows them, and
+        then no snapshot is taken this time.
+        """
+        src = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False)
+        try:
+            src.execute("BEGIN")
+            row = src.execute("SELECT value FROM meta WHERE name = 'applied_index'").fetchone()
+            index = int(row[0])
+            position = position_of(index)
+            if position is None:
+                return None
+            data = self._data_path(index)
+            tmp = data.with_name(data.name + ".tmp")
+            tmp.unlink(missing_ok=True)
+            dest = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                src.backup(dest)
+                dest.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            finally:
+                dest.close()
+            src.execute("COMMIT")
+        finally:
+            src.close()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, data)
+        term, conf = position
+        return self._seal(data, SnapshotMeta(index=index, term=term, conf=conf))
 
     def adopt(self, incoming: Path, meta: SnapshotMeta, sha256: str) -> SnapshotFile:
         """Take a received file as the snapshot at `meta.index` after checking its hash."""

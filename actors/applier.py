@@ -175,7 +175,7 @@ class Applier:
                 log.error("%s skipped malformed entry %d: %s", self._name, e.index, exc)
             items.append((e.index, request))
             waiters.append(rid)
-        results = self._mvcc.apply(items)
+        results = self._mvcc.apply(items, request_ids=waiters)
         self._batch_count += 1
         self._entry_count += len(items)
         last = items[-1][0]

@@ -46,6 +46,12 @@ from storage.mvcc_schema import (
     write_meta,
 )
 from storage.mvcc_write import BatchWriter
+from storage.request_ids import (
+    ensure_request_ids_schema,
+    first_application,
+    forget_requests_before,
+    request_ids_window,
+)
 
 _READER_BUSY_TIMEOUT_MS = 5000
 """A reader waits this long for an exclusive operation (VACUUM, restore) to finish."""
@@ -94,6 +100,7 @@ class MvccStore:
         self._conn = open_connection(self._path)
         ensure_schema(self._conn)
         ensure_members_schema(self._conn)
+        ensure_request_ids_schema(self._conn)
         self._reader = open_connection(self._path)
         self._reader.execute(f"PRAGMA busy_timeout={_READER_BUSY_TIMEOUT_MS}")
         meta = read_meta(self._conn)
@@ -140,7 +147,8 @@ class MvccStore:
     # --- apply -----------------------------------------------------------------------
 
     def apply(
-        self, batch: Sequence[tuple[int, Request | None]]
+        self, batch: Sequence[tuple[int, Request | None]],
+        request_ids: Sequence[int | None] | None = None,
     ) -> list[Result | EtcdliteError | None]:
         """Apply committed entries in index order, in ONE transaction, exactly once.
 
@@ -178,6 +186,9 @@ class MvccStore:
             for position, (index, req) in enumerate(batch):
                 if index <= self._applied_index or req is None:
                     continue
+                rid = request_ids[position] if request_ids is not None else None
+                if rid is not None and not first_application(conn, rid, index):
+                    continue  # a duplicated proposal: applied once already, skip it
                 conn.execute("SAVEPOINT request")
                 try:
                     if isinstance(req, MemberChange):
@@ -189,6 +200,8 @@ class MvccStore:
                     results[position] = err
                 conn.execute("RELEASE request")
             applied_index = batch[-1][0]
+            if request_ids is not None:
+                forget_requests_before(conn, applied_index - request_ids_window)
             write_meta(conn, {
                 META_APPLIED_INDEX: applied_index,
                 META_REVISION: writer.revision,
@@ -379,6 +392,7 @@ class MvccStore:
             source.close()
         ensure_schema(self._conn)
         ensure_members_schema(self._conn)
+        ensure_request_ids_schema(self._conn)
         meta = read_meta(self._conn)
         self._applied_index = meta[META_APPLIED_INDEX]
         self._revision = meta[META_REVISION]

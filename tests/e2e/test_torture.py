@@ -76,8 +76,6 @@ def test_five_members_every_fault_but_dup_for_three_minutes_is_valid(tmp_path) -
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known bug: a duplicated peer frame carrying a "
-                   "forwarded proposal (MsgProp) is appended and applied twice")
 def test_duplicated_peer_frames_never_apply_a_write_twice(tmp_path) -> None:
     cfg = RunConfig(members=3, time_s=30, faults=("dup",), seed=11, out_dir=tmp_path / "run",
                     say=print)

@@ -199,7 +199,7 @@ def run_schedule(seed: int, *, chaos_ticks: int | None = None,
     cluster = SimCluster(n, seed=rng.getrandbits(64), options=options, faults=faults)
     chaos = Chaos(cluster, random.Random(rng.getrandbits(64)))
     cluster.on_event = chaos.on_event
-    ticks = chaos_ticks if chaos_ticks is not None else rng.randint(100, 400)
+    ticks = chaos_ticks if chaos_ticks is not None else rng.randint(80, 320)
     cluster.run_ticks(ticks, chaos.on_tick)
     cluster.on_event = None
     cluster.heal_all()

@@ -55,7 +55,9 @@ def _run_all(seeds: list[int]) -> list[ScheduleResult]:
     workers = int(os.environ.get("SIM_WORKERS", min(2, os.cpu_count() or 1)))
     if workers <= 1 or len(seeds) < 50:
         return [_check(seed) for seed in seeds]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    # spawn, not fork: a forked worker inherits the parent's nng sockets (left over
+    # from other tests in the same pytest process) and aborts when it collects them.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         outcomes = list(pool.map(_run_or_report, seeds, chunksize=25))
     failed = [(seed, out) for seed, out in zip(seeds, outcomes, strict=True)
               if isinstance(out, str)]

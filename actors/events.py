@@ -54,12 +54,5 @@ class SnapshotTaken:
     meta: SnapshotMeta
 
 
-@dataclass(frozen=True, slots=True)
-class PeerUnreachable:
-    """The transport could not deliver to `peer` (no connection): Raft should probe it."""
-
-    peer: int
-
-
 RaftInput = (Tick | PeerMessages | Propose | ReadIndexRequest | TransferLeader | SnapshotStatus
-             | SnapshotTaken | PeerUnreachable)
+             | SnapshotTaken)

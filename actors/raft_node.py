@@ -18,7 +18,6 @@ import trio
 
 from actors.events import (
     PeerMessages,
-    PeerUnreachable,
     Propose,
     RaftInput,
     ReadIndexRequest,
@@ -147,8 +146,6 @@ class RaftNode:
             raft.report_snapshot(item.peer, failed=item.failed)
         elif isinstance(item, SnapshotTaken):
             self._compact(item.meta)
-        elif isinstance(item, PeerUnreachable):
-            raft.report_unreachable(item.peer)
 
     def _flush_proposals(self) -> None:
         if not self._proposals:

@@ -10,7 +10,6 @@ the message (Raft tolerates loss), so a dead peer can never stall the node.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import NoReturn
@@ -18,7 +17,7 @@ from typing import NoReturn
 import pynng
 import trio
 
-from actors.events import PeerMessages, PeerUnreachable, RaftInput
+from actors.events import PeerMessages, RaftInput
 from actors.fault_injection import fault_control_from_env, send_later
 from actors.snapshot_transfer import SnapshotReceiver
 from cluster import codec, limits
@@ -150,15 +149,6 @@ class PeerTransport:
                             batch.append(outbox.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    if not sock.pipes:
-                        # Peer down: drop rather than queue, and tell Raft (etcd's
-                        # ReportUnreachable), so the leader probes when it is back
-                        # instead of flooding it with stale appends, and a dead peer
-                        # holds no memory here.
-                        self._dropped += len(batch)
-                        with contextlib.suppress(trio.WouldBlock):
-                            self._inbox.send_nowait(PeerUnreachable(pid))
-                        continue
                     frame = codec.encode_peer_frame(self.member_id, batch)
                     if self._faults is None:
                         await sock.asend(frame)

@@ -19,9 +19,10 @@ LEASEKEEPALIVE answers each request in turn with one native `lease_keepalive`
 answers TTL 0, as in etcd, which clients read as "expired".
 
 SNAPSHOT streams the native snapshot_begin / snapshot_chunk / snapshot_end
-transfer: a consistent copy of the member's state.db (SQLite, not etcd's bbolt
-format; see the README's compatibility notes) followed by its sha256, as etcd
-ends its snapshot stream.
+transfer in format "etcd": a consistent copy of the member's state laid out as
+etcd's bbolt backend file (storage/etcd_backend.py), followed by its sha256, as
+etcd ends its snapshot stream; so `etcdctl snapshot status` reads it and
+`etcdctl snapshot restore` seeds a real etcd from it.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ async def snapshot(api: EtcdApi, _request: pb.SnapshotRequest,
                    ) -> AsyncIterator[pb.SnapshotResponse]:
     """The db copy in blobs, then its sha256 as the last 32 bytes: etcd's layout, which
     etcdctl checks for ("sha256 checksum not found") and `snapshot restore` verifies."""
-    begin = await api.native("snapshot_begin")
+    begin = await api.native("snapshot_begin", format="etcd")
     token, size = begin["token"], begin["size"]
     digest = bytes.fromhex(begin["sha256"])
     total = size + len(digest)

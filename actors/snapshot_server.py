@@ -3,11 +3,13 @@
 The REQ/REP protocol carries one bounded frame per request, so a snapshot is
 fetched in three steps (docs/protocol.md):
 
-1. `snapshot_begin`: SQLite's online backup API copies state.db into a file
-   under `<data-dir>/client-snapshots/` in a worker thread (one read
+1. `snapshot_begin` {format?}: SQLite's online backup API copies state.db into
+   a file under `<data-dir>/client-snapshots/` in a worker thread (one read
    transaction, so the copy is one applied state; applies go on meanwhile,
-   WAL mode lets them). The reply names the transfer (`token`) and gives the
-   copy's `size`, `sha256` and `revision`.
+   WAL mode lets them). With `format: "etcd"` the copy is then rewritten as
+   etcd's backend file (bbolt, storage/etcd_backend.py): what etcd's
+   `Maintenance.Snapshot` streams and etcd's tools read. The reply names the
+   transfer (`token`) and gives the file's `size`, `sha256` and `revision`.
 2. `snapshot_chunk` {token, offset}: up to `chunk_bytes` of the copy from
    `offset`; the client asks for the next offset until it has `size` bytes and
    checks the sha256 itself.
@@ -31,6 +33,7 @@ from typing import Any, NoReturn
 import trio
 
 from cluster.errors import BadRequestError, UnavailableError
+from storage.etcd_backend import export_to_bolt
 from storage.mvcc_schema import META_REVISION, read_meta
 
 log = logging.getLogger("etcdlite.snapshot")
@@ -46,6 +49,9 @@ idle_timeout_s = 60.0
 """A copy nobody asked a chunk of for this long is deleted."""
 
 _reap_interval_s = 5.0
+
+FORMATS = ("etcdlite", "etcd")
+"""Snapshot file formats: an etcdlite state.db, or etcd's bbolt backend file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +79,30 @@ def copy_state_db(state_path: Path, dest: Path) -> SnapshotCopy:
             dst.close()
     finally:
         src.close()
+    return SnapshotCopy(dest, dest.stat().st_size, _sha256(dest), revision)
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(dest, "rb") as f:
+    with open(path, "rb") as f:
         while block := f.read(1024 * 1024):
             digest.update(block)
-    return SnapshotCopy(dest, dest.stat().st_size, digest.hexdigest(), revision)
+    return digest.hexdigest()
+
+
+def copy_as_etcd_backend(state_path: Path, dest: Path) -> SnapshotCopy:
+    """Like copy_state_db, but the file is etcd's backend (bbolt) image (blocking).
+
+    The live store is first copied (one consistent state, the store's writers
+    never wait on the export), then exported from that copy and the copy removed.
+    """
+    scratch = dest.with_suffix(".sqlite-copy")
+    try:
+        copy_state_db(state_path, scratch)
+        result = export_to_bolt(scratch, dest)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return SnapshotCopy(dest, result.size, _sha256(dest), result.revision)
 
 
 def _read_chunk(path: Path, offset: int, length: int) -> bytes:
@@ -139,7 +164,10 @@ class SnapshotServer:
         return token, copy
 
     async def begin(self, body: dict[str, Any]) -> dict[str, Any]:
-        _only(body, set(), "snapshot_begin")
+        _only(body, {"format"}, "snapshot_begin")
+        fmt = body.get("format", "etcdlite")
+        if fmt not in FORMATS:
+            raise BadRequestError(f"snapshot_begin: 'format' must be one of {list(FORMATS)}")
         self._reap(trio.current_time())
         if len(self._copies) >= transfers_max:
             raise UnavailableError(f"{transfers_max} snapshot transfers already in progress; "
@@ -150,14 +178,16 @@ class SnapshotServer:
         self._copies[token] = SnapshotCopy(dest, 0, "", 0)
         self._last_used[token] = trio.current_time()
         try:
-            copy = await trio.to_thread.run_sync(copy_state_db, self._state_path, dest)
+            make = copy_state_db if fmt == "etcdlite" else copy_as_etcd_backend
+            copy = await trio.to_thread.run_sync(make, self._state_path, dest)
         except BaseException:
             self._drop(token)
             raise
         self._copies[token] = copy
         self._last_used[token] = trio.current_time()
         self.snapshots_served += 1
-        log.info("snapshot %s: %d bytes at revision %d", token[:8], copy.size, copy.revision)
+        log.info("snapshot %s (%s): %d bytes at revision %d", token[:8], fmt, copy.size,
+                 copy.revision)
         return {"header": self._header(), "token": token, "size": copy.size,
                 "sha256": copy.sha256, "revision": copy.revision, "chunk_bytes": chunk_bytes}
 

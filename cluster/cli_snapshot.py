@@ -14,6 +14,7 @@ import click
 
 from cluster import cli_output as out
 from cluster.cli_common import Settings, write_out_option
+from cluster.client_maintenance import SNAPSHOT_FORMATS
 from cluster.config import DEFAULT_TOKEN, resolve_member_config
 from cluster.errors import BadRequestError
 from cluster.snapshot_file import restore_snapshot, snapshot_status
@@ -35,18 +36,23 @@ def snapshot_group() -> None:
 
 @snapshot_group.command("save")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(SNAPSHOT_FORMATS), default="etcdlite",
+              show_default=True,
+              help="etcdlite: the member's state.db; etcd: etcd's bbolt backend file, "
+                   "which etcdctl snapshot status/restore read.")
 @write_out_option
 @click.pass_obj
-def save_cmd(s: Settings, file: Path) -> None:
+def save_cmd(s: Settings, file: Path, fmt: str) -> None:
     """Save a consistent copy of one member's key space (the first endpoint that
     answers) to FILE, checked against the member's sha256.
 
     The member copies its state.db with SQLite's backup API while it keeps
     serving; --command-timeout bounds each step (the copy, then each 4 MiB
-    chunk), so raise it for very large stores.
+    chunk), so raise it for very large stores. Either format can be restored
+    by `etcdlite snapshot restore`.
     """
     with s.client() as c:
-        info = c.snapshot_save(file)
+        info = c.snapshot_save(file, fmt=fmt)
     if s.write_out == "json":
         out.echo_json({"endpoint": info.endpoint, "path": str(info.path), "size": info.size,
                        "sha256": info.sha256, "revision": info.revision,

@@ -310,12 +310,13 @@ class Client:
         no alarm; `.reason` says why not."""
         return self._run(maint.health_call(timeout_ms), resolve_endpoints([endpoint])[0])
 
-    def snapshot_save(self, path: str | os.PathLike[str], endpoint: str | None = None
-                      ) -> maint.SnapshotInfo:
+    def snapshot_save(self, path: str | os.PathLike[str], endpoint: str | None = None,
+                      fmt: str = "etcdlite") -> maint.SnapshotInfo:
         """Save a consistent copy of one member's state.db to `path`, checked against
-        its sha256 (written to `<path>.part` first, renamed when complete)."""
+        its sha256 (written to `<path>.part` first, renamed when complete).
+        `fmt="etcd"` saves it as etcd's bbolt backend file instead, for etcd's tools."""
         pinned = None if endpoint is None else resolve_endpoints([endpoint])[0]
-        return maint.save_snapshot(self._run, path, pinned)
+        return maint.save_snapshot(self._run, path, pinned, fmt)
 
     def close(self) -> None:
         """Close every socket; the client must not be used afterwards."""

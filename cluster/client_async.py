@@ -263,11 +263,11 @@ class AsyncClient:
         """Whether one member has a leader, serves a linearizable read and has no alarm."""
         return await self._run(maint.health_call(timeout_ms), resolve_endpoints([endpoint])[0])
 
-    async def snapshot_save(self, path: str | os.PathLike[str], endpoint: str | None = None
-                            ) -> maint.SnapshotInfo:
+    async def snapshot_save(self, path: str | os.PathLike[str], endpoint: str | None = None,
+                            fmt: str = "etcdlite") -> maint.SnapshotInfo:
         """Save a checked copy of one member's state.db to `path` (see `Client`)."""
         pinned = None if endpoint is None else resolve_endpoints([endpoint])[0]
-        return await maint.save_snapshot_async(self._run, path, pinned)
+        return await maint.save_snapshot_async(self._run, path, pinned, fmt)
 
     def close(self) -> None:
         """Close every socket; the client must not be used afterwards."""

@@ -158,8 +158,15 @@ def _begin(reply: dict[str, Any], endpoint: str) -> SnapshotBegin:
                          _field(reply, "sha256", str), _field(reply, "revision", int))
 
 
-def snapshot_begin_call() -> Call[SnapshotBegin]:
-    return Call("snapshot_begin", {}, _begin, read=True)
+SNAPSHOT_FORMATS = ("etcdlite", "etcd")
+"""A member's state.db as it is, or etcd's bbolt backend file (for etcd's tools)."""
+
+
+def snapshot_begin_call(fmt: str = "etcdlite") -> Call[SnapshotBegin]:
+    if fmt not in SNAPSHOT_FORMATS:
+        raise ValueError(f"snapshot format must be one of {list(SNAPSHOT_FORMATS)}")
+    return Call("snapshot_begin", {} if fmt == "etcdlite" else {"format": fmt}, _begin,
+                read=True)
 
 
 def _chunk(reply: dict[str, Any], endpoint: str) -> SnapshotChunk:
@@ -224,10 +231,10 @@ class _Download:
 Runner = Callable[[Call[Any], str | None], Any]
 
 
-def save_snapshot(run: Runner, path: str | os.PathLike[str], pinned: str | None
-                  ) -> SnapshotInfo:
+def save_snapshot(run: Runner, path: str | os.PathLike[str], pinned: str | None,
+                  fmt: str = "etcdlite") -> SnapshotInfo:
     """Fetch a snapshot with a blocking `run(call, pinned_endpoint)` into `path`."""
-    begin: SnapshotBegin = run(snapshot_begin_call(), pinned)
+    begin: SnapshotBegin = run(snapshot_begin_call(fmt), pinned)
     download = _Download(path, begin)
     try:
         while not download.done:
@@ -243,10 +250,10 @@ def save_snapshot(run: Runner, path: str | os.PathLike[str], pinned: str | None
 
 
 async def save_snapshot_async(run: Callable[[Call[Any], str | None], Awaitable[Any]],
-                              path: str | os.PathLike[str], pinned: str | None
-                              ) -> SnapshotInfo:
+                              path: str | os.PathLike[str], pinned: str | None,
+                              fmt: str = "etcdlite") -> SnapshotInfo:
     """`save_snapshot` for `AsyncClient` (file writes are small and stay blocking)."""
-    begin: SnapshotBegin = await run(snapshot_begin_call(), pinned)
+    begin: SnapshotBegin = await run(snapshot_begin_call(fmt), pinned)
     download = _Download(path, begin)
     try:
         while not download.done:

@@ -21,6 +21,11 @@ belonged to the old cluster's identity reset, and the Raft log is fresh:
 
 Run it once per member with the same --initial-cluster and token, then
 start each member on its directory.
+
+Both functions also take etcd's snapshot format (a bbolt backend file, from
+`etcdctl snapshot save` against etcd or etcdlite, or `etcdlite snapshot save
+--format etcd`): it is imported into a temporary state.db first
+(storage/etcd_backend.py), so an etcd backup can seed an etcdlite cluster.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from pathlib import Path
 
 from cluster.config import MemberConfig
 from cluster.errors import BadRequestError
+from storage.bbolt import BoltFormatError, is_bolt_file
+from storage.etcd_backend import import_from_bolt
 from storage.mvcc import MvccStore
 from storage.mvcc_schema import META_APPLIED_INDEX
 from storage.wal import SqliteWal
@@ -101,10 +108,32 @@ def check_snapshot_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
+def _as_state_db(path: Path) -> Iterator[Path]:
+    """A checked state.db for the snapshot at `path`: the file itself, or, for an
+    etcd-format (bbolt) snapshot, a temporary state.db imported from it.
+
+    Raises:
+        BadRequestError: the file is neither an intact etcdlite nor etcd snapshot.
+    """
+    if not is_bolt_file(path):
+        check_snapshot_file(path)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="etcdlite-import-") as tmp:
+        imported = Path(tmp) / "state.db"
+        try:
+            import_from_bolt(path, imported)
+        except BoltFormatError as exc:
+            raise BadRequestError(f"{path}: not a usable etcd snapshot: {exc}") from None
+        yield imported
+
+
+@contextlib.contextmanager
 def _private_copy(path: Path) -> Iterator[MvccStore]:
     """The snapshot opened as a store, from a temporary copy (opening may migrate it)."""
-    with tempfile.TemporaryDirectory(prefix="etcdlite-snapshot-") as tmp:
-        store = MvccStore.restore(path, Path(tmp) / "state.db")
+    with _as_state_db(path) as source, \
+            tempfile.TemporaryDirectory(prefix="etcdlite-snapshot-") as tmp:
+        store = MvccStore.restore(source, Path(tmp) / "state.db")
         try:
             yield store
         finally:
@@ -114,8 +143,7 @@ def _private_copy(path: Path) -> Iterator[MvccStore]:
 def snapshot_status(path: str | Path) -> SnapshotStatus:
     """Hash, revision and sizes of a snapshot file."""
     path = Path(path)
-    check_snapshot_file(path)
-    size = path.stat().st_size
+    size = path.stat().st_size if path.exists() else 0
     with _private_copy(path) as store:
         stats = store.statistics()
         crc, compact = store.hash_kv(stats.revision)
@@ -136,29 +164,35 @@ def restore_snapshot(path: str | Path, cfg: MemberConfig) -> RestoreResult:
         BadRequestError: the snapshot is not usable, or the data dir is not empty.
     """
     path = Path(path)
-    check_snapshot_file(path)
     data_dir = cfg.data_dir
     if data_dir.exists() and any(data_dir.iterdir()):
         raise BadRequestError(f"data dir {data_dir} exists and is not empty; "
                               "restore only creates new members")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        MvccStore.restore(path, data_dir / "state.db").close()
-        _reset_identity(data_dir / "state.db")
-        store = MvccStore(data_dir / "state.db")
-        revision, applied = store.revision, store.applied_index
-        store.close()
-        assert applied == 0, applied
-        wal = SqliteWal(data_dir / "wal.db")
+    with _as_state_db(path) as source:
+        data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            wal.set_meta("member_id", str(cfg.me.member_id))
-        finally:
-            wal.close()
-    except BaseException:
-        shutil.rmtree(data_dir, ignore_errors=True)
-        raise
+            revision = _restore_into(source, data_dir, cfg)
+        except BaseException:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            raise
     return RestoreResult(data_dir=data_dir, name=cfg.me.name, member_id=cfg.me.member_id,
                          cluster_id=cfg.cluster.cluster_id, revision=revision)
+
+
+def _restore_into(source: Path, data_dir: Path, cfg: MemberConfig) -> int:
+    """Fill an empty `data_dir` from a checked state.db; the restored revision."""
+    MvccStore.restore(source, data_dir / "state.db").close()
+    _reset_identity(data_dir / "state.db")
+    store = MvccStore(data_dir / "state.db")
+    revision, applied = store.revision, store.applied_index
+    store.close()
+    assert applied == 0, applied
+    wal = SqliteWal(data_dir / "wal.db")
+    try:
+        wal.set_meta("member_id", str(cfg.me.member_id))
+    finally:
+        wal.close()
+    return revision
 
 
 def _reset_identity(state_path: Path) -> None:

@@ -38,6 +38,13 @@ def test_snapshot_restored_into_a_new_cluster_keeps_keys_and_revision(make_clust
     status = json.loads(run_cli("-w", "json", "snapshot", "status", str(snap)).stdout)
     assert status["revision"] == revision
     assert status["totalKey"] == 200 + 10 + 1  # versions: puts, 10 tombstones, "leased"
+    etcd_format = old.root / "backup-etcd.db"
+    saved = run_cli("--endpoints", old.endpoint(old.names[0]), "snapshot", "save",
+                    "--format", "etcd", str(etcd_format))
+    assert saved.exit_code == 0, saved.output
+    assert etcd_format.read_bytes()[16:20] == (0xED0CDAED).to_bytes(4, "little")  # bbolt
+    assert json.loads(run_cli("-w", "json", "snapshot", "status", str(etcd_format)).stdout
+                      ) == {**status, "totalSize": etcd_format.stat().st_size}
 
     new = make_cluster(3, start=False)
     new.config = dataclasses.replace(local_cluster_ipc(3, new.root, token="restored-1"),

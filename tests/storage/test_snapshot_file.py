@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -11,9 +12,10 @@ from actors.snapshot_server import copy_state_db
 from cluster.client_maintenance import SnapshotBegin, SnapshotChunk, _Download
 from cluster.config import MemberConfig, resolve_member_config
 from cluster.errors import BadRequestError, InternalError
-from cluster.kv import AlarmAction, AlarmRequest, AlarmType, PutRequest
+from cluster.kv import AlarmAction, AlarmRequest, AlarmType, PutRequest, RangeRequest
 from cluster.snapshot_file import restore_snapshot, snapshot_status
 from storage.alarms import AlarmReader
+from storage.etcd_backend import export_to_bolt
 from storage.mvcc import MvccStore
 from storage.wal import SqliteWal
 from tests.storage.mvcc_helpers import Feeder
@@ -91,6 +93,32 @@ def test_restore_refuses_a_non_empty_dir_and_a_broken_file(snapshot: Path,
     with pytest.raises(BadRequestError, match="not an etcdlite snapshot"):
         snapshot_status(other)
     assert not (tmp_path / "new" / "m3").exists()  # a failed restore leaves nothing
+
+
+def test_status_and_restore_take_an_etcd_format_snapshot(snapshot: Path,
+                                                         tmp_path: Path) -> None:
+    """What `etcdctl snapshot save` writes (bbolt, then its sha256) seeds etcdlite too."""
+    etcd_file = tmp_path / "etcd-format.db"
+    export_to_bolt(snapshot, etcd_file)
+    with open(etcd_file, "ab") as f:
+        f.write(hashlib.sha256(etcd_file.read_bytes()).digest())
+    st = snapshot_status(etcd_file)
+    assert (st.revision, st.total_keys, st.live_keys) == (6, 5, 5)
+    assert st.hash == snapshot_status(snapshot).hash  # the same history, the same hash
+    cfg = member_config(tmp_path)
+    assert restore_snapshot(etcd_file, cfg).revision == 6
+    store = MvccStore(cfg.data_dir / "state.db")
+    try:
+        assert [kv.key for kv in store.range(RangeRequest(b"k", b"l")).kvs] == [
+            b"k%d" % i for i in range(5)]
+    finally:
+        store.close()
+    damaged = bytearray(etcd_file.read_bytes())
+    damaged[5 * 4096:] = bytes(len(damaged) - 5 * 4096)  # zero every page after the fifth
+    (tmp_path / "damaged.db").write_bytes(bytes(damaged))
+    with pytest.raises(BadRequestError, match="not a usable etcd snapshot"):
+        restore_snapshot(tmp_path / "damaged.db", member_config(tmp_path, "m3"))
+    assert not (tmp_path / "new" / "m3").exists()
 
 
 def test_download_refuses_a_checksum_mismatch_and_leaves_no_file(tmp_path: Path) -> None:

@@ -138,8 +138,9 @@ class EtcdApi:
                                      members=cv.members(d, self._client_urls_of))
 
     async def member_add(self, r: pb.MemberAddRequest) -> pb.MemberAddResponse:
-        # etcd's request names no member; etcdlite derives member ids from the name,
-        # so a member added this way is registered with an empty name (README).
+        # etcd's request names no member: it is registered with an empty name
+        # ("unstarted"). Its process, started with state existing, finds this id by
+        # its peer URL, joins, then publishes its name (cluster/join.py).
         d = await self.native("member_add", name="", is_learner=r.isLearner,
                               peer_urls=[cv.etcd_peer_url(u) for u in r.peerURLs],
                               client_urls=[])

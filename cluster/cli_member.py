@@ -42,8 +42,11 @@ def _print_members(fmt: str, r: MemberListResult) -> None:
              "clientURLs": list(m.client_urls), "isLearner": m.is_learner}
             for m in r.members]})
         return
-    rows = [(f"{m.id:x}", "started", m.name, ",".join(m.peer_urls), ",".join(m.client_urls),
-             str(m.is_learner).lower()) for m in r.members]
+    # etcdctl's rule: a member without a name (added by etcd's MemberAdd, not yet joined)
+    # is "unstarted"; it gets its name when its process joins and publishes it.
+    rows = [(f"{m.id:x}", "started" if m.name else "unstarted", m.name,
+             ",".join(m.peer_urls), ",".join(m.client_urls), str(m.is_learner).lower())
+            for m in r.members]
     if fmt == "table":
         out.echo_table(["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"],
                        rows)

@@ -162,7 +162,11 @@ def lease_leases_response(d: dict[str, Any]) -> rpc_pb2.LeaseLeasesResponse:
 
 def etcd_peer_url(url: str) -> str:
     """etcdctl only accepts http(s)/unix(s) URLs; nng peers listen on tcp:// or ipc://.
-    A host:port is the same endpoint under either scheme, so translate on the way in."""
+    A host:port is the same endpoint under either scheme, so translate on the way in:
+    `--peer-urls=http://10.0.0.4:2380` registers tcp://10.0.0.4:2380 and
+    `unix:///run/m4-peer.ipc` registers ipc:///run/m4-peer.ipc. The member started
+    afterwards must advertise exactly that nng URL (etcdctl prints it back in
+    ETCD_INITIAL_CLUSTER) to be recognised as the added member."""
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         return f"tcp://{parts.netloc}"
@@ -173,10 +177,12 @@ def etcd_peer_url(url: str) -> str:
 
 def member(d: dict[str, Any], client_urls: Callable[[int], list[str] | None]
            ) -> rpc_pb2.Member:
-    """`client_urls(id)` gives a member's etcd endpoints when the config knows them:
-    etcd clients (etcdctl --cluster, endpoint discovery) dial these, so they must be
-    the etcd-compatible URLs rather than the native nng ones."""
-    urls = client_urls(d["id"])
+    """etcd clients (etcdctl --cluster, endpoint discovery) dial a member's clientURLs,
+    so they must be its etcd-compatible URLs rather than the native nng ones: those the
+    member published itself (applied membership, known cluster-wide) first, else what
+    `client_urls(id)` finds in this member's config, else the native ones. A member added
+    by etcd's MemberAdd and not started yet has no name and no client URLs, as in etcd."""
+    urls = list(d.get("etcd_client_urls") or []) or client_urls(d["id"])
     return rpc_pb2.Member(ID=d["id"], name=d["name"], peerURLs=d["peer_urls"],
                           clientURLs=urls if urls is not None else d["client_urls"],
                           isLearner=d["is_learner"])

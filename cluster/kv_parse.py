@@ -36,6 +36,7 @@ from cluster.kv_types import (
     LeaseLeasesRequest,
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
+    MemberAttrRequest,
     MemberListRequest,
     PutRequest,
     RangeRequest,
@@ -283,6 +284,22 @@ def _parse_lease_grant(a: _Args) -> LeaseGrantRequest:
     return LeaseGrantRequest(ttl=ttl, id=a.int_("id"))
 
 
+def _strings(a: _Args, name: str) -> tuple[str, ...]:
+    values = a.list_(name)
+    if not all(isinstance(v, str) for v in values):
+        raise BadRequestError(f"member_attr: '{name}' must be a list of strings")
+    return tuple(values)
+
+
+def _parse_member_attr(a: _Args) -> MemberAttrRequest:
+    name = a.raw("name")
+    if not isinstance(name, str):
+        raise BadRequestError("member_attr: 'name' must be a string")
+    return MemberAttrRequest(member_id=a.int_("member_id", required=True, minimum=1),
+                             name=name, client_urls=_strings(a, "client_urls"),
+                             etcd_client_urls=_strings(a, "etcd_client_urls"))
+
+
 _OP_PARSERS: dict[str, Callable[[_Args], Request]] = {
     "range": _parse_range,
     "put": _parse_put,
@@ -301,6 +318,7 @@ _OP_PARSERS: dict[str, Callable[[_Args], Request]] = {
     "lease_leases": lambda a: LeaseLeasesRequest(),
     "status": lambda a: StatusRequest(),
     "member_list": lambda a: MemberListRequest(),
+    "member_attr": lambda a: _parse_member_attr(a),
     "alarm": lambda a: AlarmRequest(
         action=a.enum_("action", AlarmAction, AlarmAction.GET), member_id=a.int_("member_id"),
         alarm=a.enum_("alarm", AlarmType, AlarmType.NONE),

@@ -185,20 +185,34 @@ class MemberListRequest:
     op: ClassVar[str] = "member_list"
 
 
+@dataclass(frozen=True, slots=True)
+class MemberAttrRequest:
+    """Internal (never from clients): a member publishes its own name and client URLs
+    once it has joined, as etcd's member attribute update does. A member added by
+    etcd's MemberAdd is known only by id and peer URLs until then ("unstarted").
+    Applied to the members table (storage.members); the revision does not change."""
+
+    op: ClassVar[str] = "member_attr"
+    member_id: int
+    name: str
+    client_urls: tuple[str, ...] = ()
+    etcd_client_urls: tuple[str, ...] = ()
+
+
 Request: TypeAlias = (
     RangeRequest | PutRequest | DeleteRangeRequest | TxnRequest | CompactionRequest
     | LeaseGrantRequest | LeaseRevokeRequest | LeaseCheckpointRequest
     | LeaseKeepAliveRequest | LeaseTimeToLiveRequest | LeaseLeasesRequest
-    | StatusRequest | MemberListRequest | AlarmRequest
+    | StatusRequest | MemberListRequest | AlarmRequest | MemberAttrRequest
 )
 
 LOG_OPS: frozenset[str] = frozenset(
     {"put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_checkpoint",
-     "alarm"}
+     "alarm", "member_attr"}
 )
 """Operations that change state and therefore travel through the Raft log."""
 
-INTERNAL_OPS: frozenset[str] = frozenset({"lease_checkpoint", "alarm"})
+INTERNAL_OPS: frozenset[str] = frozenset({"lease_checkpoint", "alarm", "member_attr"})
 """Log operations that only members propose; `parse_request` refuses them from clients.
 (Clients send `alarm` too, but to the member's maintenance handler, which proposes it.)"""
 

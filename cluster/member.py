@@ -26,6 +26,7 @@ from actors.compactor import compactor_for_member
 from actors.events import RaftInput
 from actors.lessor import lessor_for_member
 from actors.maintenance import Maintenance
+from actors.member_publish import AttributePublisher
 from actors.membership import Membership
 from actors.raft_node import ApplyBatch, RaftNode
 from actors.read_barrier import ReadBarrier
@@ -39,6 +40,17 @@ from cluster import kv, limits
 from cluster.conf_change import ConfChange, ConfChangeType
 from cluster.config import MemberConfig, resolve_member_config
 from cluster.errors import EtcdliteError
+from cluster.join import (
+    META_MEMBER_ID,
+    META_MEMBER_NAME,
+    Identity,
+    IdentityMismatchError,
+    JoinError,
+    advertised,
+    check_stored,
+    learn_identity,
+    read_stored,
+)
 from cluster.messages import NONE, ConfState, Entry, EntryType, HardState, Role
 from cluster.raft import Raft, RaftConfig
 from storage.members import conf_change_context, member_change_from
@@ -52,21 +64,22 @@ log = logging.getLogger("etcdlite.member")
 VERSION = "0.1.0"
 
 
-class IdentityMismatchError(RuntimeError):
-    """The data dir belongs to another member or cluster: refuse rather than corrupt it."""
+__all__ = ["IdentityMismatchError", "Member", "main"]
 
 
 class Member:
     """Owns a member's storage and wiring; the actors do the work."""
 
-    def __init__(self, cfg: MemberConfig) -> None:
+    def __init__(self, cfg: MemberConfig, identity: Identity | None = None) -> None:
+        """`identity`: what `learn_identity` found for a blank data dir joining an
+        existing cluster; None = the data dir's own, else the id the config derives."""
         self.cfg = cfg
         self.name = cfg.me.name
-        self.id = cfg.me.member_id
         self._cluster_id = 0
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.wal = SqliteWal(cfg.data_dir / "wal.db")
-        self._check_identity()
+        self.identity = self._check_identity(identity)
+        self.id = self.identity.member_id
         self.mvcc = MvccStore(cfg.data_dir / "state.db")
         self.snapshots = SnapshotStore(cfg.data_dir / "snapshots")
         boot = self.wal.load()
@@ -80,8 +93,10 @@ class Member:
         self.peer_urls: dict[int, str] = {}
         for m in self.mvcc.members():
             self.peer_urls[m.id] = m.peer_urls[0]
-        if not self.peer_urls:  # joining, or bootstrapping: the configured peers
-            self.peer_urls = {m.member_id: m.peer_url for m in cfg.cluster.members}
+        if not self.peer_urls:  # joining: as the cluster told us; bootstrapping: the config
+            self.peer_urls = dict(self.identity.peer_urls) or {
+                m.member_id: m.peer_url for m in cfg.cluster.members if m.name != self.name}
+            self.peer_urls[self.id] = advertised(cfg).peer_url
         for e in boot.entries:
             if e.type is EntryType.CONF_CHANGE and e.index <= boot.hard_state.commit:
                 change = ConfChange.from_bytes(e.data)
@@ -117,10 +132,11 @@ class Member:
 
     @property
     def cluster_id(self) -> int:
-        """The id the bootstrap entries recorded; the configured one until they are applied."""
+        """The id the bootstrap entries recorded; until they are applied, the one the
+        cluster reported while we joined, else the configured one."""
         if not self._cluster_id:
             self._cluster_id = self.mvcc.cluster_id()
-        return self._cluster_id or self.cfg.cluster.cluster_id
+        return self._cluster_id or self.identity.cluster_id or self.cfg.cluster.cluster_id
 
     @staticmethod
     def _is_blank(boot: BootState) -> bool:
@@ -139,7 +155,9 @@ class Member:
             Entry(i + 1, 1, EntryType.CONF_CHANGE, ConfChange(
                 ConfChangeType.ADD_NODE, m.member_id, conf_change_context(
                     name=m.name, peer_urls=[m.peer_url], client_urls=[m.client_url],
-                    cluster_id=self.cfg.cluster.cluster_id)).to_bytes())
+                    cluster_id=self.cfg.cluster.cluster_id,
+                    etcd_client_urls=[m.etcd_client_url] if m.etcd_client_url else None,
+                    )).to_bytes())
             for i, m in enumerate(members)]
         return HardState(term=1, vote=0, commit=len(entries)), entries
 
@@ -153,13 +171,23 @@ class Member:
         elif mc.peer_urls:
             self.peer_urls[change.node_id] = mc.peer_urls[0]
 
-    def _check_identity(self) -> None:
-        have = self.wal.get_meta("member_id")
-        if have is None:
-            self.wal.set_meta("member_id", str(self.id))
-        elif have != str(self.id):
-            raise IdentityMismatchError(
-                f"{self.cfg.data_dir} holds member {int(have):x}, this member is {self.id:x}")
+    def _check_identity(self, learned: Identity | None) -> Identity:
+        """The data dir's recorded id wins; a blank dir records the learned or derived one."""
+        derived = self.cfg.me.member_id
+        have = self.wal.get_meta(META_MEMBER_ID)
+        if have is not None:
+            try:
+                stored = check_stored(int(have), self.wal.get_meta(META_MEMBER_NAME),
+                                      name=self.name, derived_id=derived)
+            except IdentityMismatchError as exc:
+                raise IdentityMismatchError(f"{self.cfg.data_dir}: {exc}") from None
+            assert learned is None or learned.member_id == stored.member_id
+            return stored
+        identity = learned or Identity(derived)
+        self.wal.set_meta(META_MEMBER_ID, str(identity.member_id))
+        if identity.adopted:
+            self.wal.set_meta(META_MEMBER_NAME, self.name)
+        return identity
 
     def close(self) -> None:
         self.mvcc.close()
@@ -221,6 +249,13 @@ class Member:
         if self.id not in members and self.raft.log.applied > 0:
             log.info("%s has been removed from the cluster", self.name)
 
+    def _attributes(self) -> kv.MemberAttrRequest:
+        """What this member publishes about itself: the URLs others reach it at."""
+        me = advertised(self.cfg)
+        return kv.MemberAttrRequest(
+            member_id=self.id, name=self.name, client_urls=(me.client_url,),
+            etcd_client_urls=(me.etcd_client_url,) if me.etcd_client_url else ())
+
     async def hand_over_leadership(self) -> None:
         """A stopping leader passes leadership on, so the cluster skips an election timeout."""
         if self.node is None or self.membership is None or self.node.view.role is not Role.LEADER:
@@ -281,6 +316,9 @@ class Member:
                                          work_dir=work_dir_for(self.cfg.data_dir))
         snapshot_server.register(server)
         compactor = compactor_for_member(self, server.propose)
+        publisher = AttributePublisher(
+            attrs=self._attributes(), members=self.mvcc.members, applied=applied,
+            propose_entry=server.propose_entry, retry_s=election_s)
         server.add_operation("watch_poll", watch_hub.poll)
         ticker = Ticker(heartbeat_s, inbox_send.clone())
         # etcd's own API (gRPC + HTTP/JSON) as a translation onto the native ops above.
@@ -305,6 +343,7 @@ class Member:
             await nursery.start(lessor.run)
             await nursery.start(self.maintenance.run)
             await nursery.start(snapshot_server.run)
+            await nursery.start(publisher.run)
             if compactor is not None:
                 await nursery.start(compactor.run)
             if etcd_api is not None:
@@ -315,7 +354,10 @@ class Member:
 
 
 async def _serve(cfg: MemberConfig) -> None:
-    member = Member(cfg)
+    learned = None
+    if cfg.cluster.state == "existing" and read_stored(cfg.data_dir) is None:
+        learned = await learn_identity(cfg)
+    member = Member(cfg, learned)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(member.run)
@@ -354,7 +396,12 @@ def main(config_path: Path | None, name: str | None, **flags: Any) -> None:
     given = {k.replace("_", "-"): v for k, v in flags.items() if v is not None}
     cfg = resolve_member_config(config_path=config_path, name=name, flags=given,
                                 env=os.environ)
-    trio.run(_serve, cfg)
+    try:
+        trio.run(_serve, cfg)
+    except (JoinError, IdentityMismatchError) as exc:
+        # Raised before any actor starts: a clear line, not a traceback.
+        log.error("%s cannot start: %s", cfg.me.name, exc)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import final
 
 from cluster.errors import CompactedError, EtcdliteError
-from cluster.kv import KeyValue, RangeRequest, RangeResult, Request, Result
+from cluster.kv import KeyValue, MemberAttrRequest, RangeRequest, RangeResult, Request, Result
 from storage.members import (
     MemberChange,
     MemberRecord,
+    apply_member_attributes,
     apply_member_change,
     cluster_id_of,
     ensure_members_schema,
@@ -192,7 +193,10 @@ class MvccStore:
                 conn.execute("SAVEPOINT request")
                 try:
                     if isinstance(req, MemberChange):
-                        results[position] = apply_member_change(conn, req)  # type: ignore[assignment]
+                        results[position] = apply_member_change(conn, req)  # type: ignore[call-overload]
+                    elif isinstance(req, MemberAttrRequest):
+                        # Membership, not key space: the revision stays (as in etcd).
+                        results[position] = apply_member_attributes(conn, req)  # type: ignore[call-overload]
                     else:
                         results[position] = writer.apply(req)
                 except EtcdliteError as err:

@@ -104,14 +104,19 @@ class ProcessCluster:
     def log_path(self, name: str) -> Path:
         return self.root / f"{name}.log"
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, *, args: list[str] | None = None,
+              env: dict[str, str] | None = None) -> None:
+        """Start member `name` with the cluster config; or, given `args`/`env`, exactly as
+        a user would start one from etcd-style flags and ETCD_* variables (no config)."""
         assert name not in self.procs or self.procs[name].poll() is not None
+        argv = (["--config", str(self.config_path), "--name", name] if args is None and
+                env is None else list(args or []))
         logf = open(self.log_path(name), "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cluster.member", "--config", str(self.config_path),
-             "--name", name],
+            [sys.executable, "-m", "cluster.member", *argv],
             cwd=REPO, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         logf.close()
         self.procs[name] = proc
         self._all_procs.append(proc)
@@ -172,5 +177,6 @@ class ProcessCluster:
         self.close()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {n}\n{self.log_path(n).read_text(errors='replace')[-4000:]}"
-                         for n in self.names if self.log_path(n).exists())
+        """The tail of every member's log, members started outside the config included."""
+        return "\n".join(f"--- {path.stem}\n{path.read_text(errors='replace')[-4000:]}"
+                         for path in sorted(self.root.glob("*.log")))

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from cluster.config import find_free_ports
 from tests.e2e.harness import ProcessCluster, wait_until
 
 ETCDCTL_PACKAGE = "etcd-client"
@@ -173,3 +174,42 @@ def snapshot_digest_ok(path: Path) -> bool:
     """etcd's snapshot layout: the db, then the sha256 of the db (last 32 bytes)."""
     data = path.read_bytes()
     return len(data) % 512 == 32 and hashlib.sha256(data[:-32]).digest() == data[-32:]
+
+
+@pytest.fixture(scope="session")
+def etcd_bin() -> str:
+    """Path of a real etcd server, installed from Debian if missing; skips if impossible."""
+    found = shutil.which("etcd")
+    if found is None:
+        problem = _apt_install("etcd-server")
+        found = shutil.which("etcd")
+        if found is None:
+            pytest.skip(f"etcd is not installed and could not be: {problem}")
+    return found
+
+
+@contextlib.contextmanager
+def real_etcd(binary: str, data_dir: Path, log: Path) -> Iterator[str]:
+    """A single-member etcd on free loopback ports; its client endpoint. Always stopped."""
+    port = find_free_ports(2, start=41_000)
+    client, peer = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
+    argv = [binary, "--name", "default", "--data-dir", str(data_dir),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"default={peer}"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        endpoint = f"127.0.0.1:{port}"
+        wait_until(lambda: proc.poll() is not None or _accepts(endpoint), 20,
+                   "the real etcd to listen")
+        assert proc.poll() is None, log.read_text()[-2000:]
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

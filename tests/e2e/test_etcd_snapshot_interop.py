@@ -14,12 +14,10 @@ the tests skip, saying why, where it cannot be). It listens on loopback only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,56 +25,17 @@ import pytest
 from click.testing import CliRunner
 
 from cluster.cli import cli
-from cluster.config import find_free_ports
 from tests.e2e.etcd_tools import (
     Etcdctl,
     _accepts,
-    _apt_install,
+    etcd_bin,  # noqa: F401 - fixture
     etcdctl_bin,  # noqa: F401 - fixture
+    real_etcd,
     snapshot_digest_ok,
 )
 from tests.e2e.harness import ProcessCluster, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def etcd_bin() -> str:
-    """Path of a real etcd server, installed from Debian if missing; skips if impossible."""
-    found = shutil.which("etcd")
-    if found is None:
-        problem = _apt_install("etcd-server")
-        found = shutil.which("etcd")
-        if found is None:
-            pytest.skip(f"etcd is not installed and could not be: {problem}")
-    return found
-
-
-@contextlib.contextmanager
-def real_etcd(binary: str, data_dir: Path, log: Path) -> Iterator[str]:
-    """A single-member etcd on free loopback ports; its client endpoint. Always stopped."""
-    port = find_free_ports(2, start=41_000)
-    client, peer = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
-    argv = [binary, "--name", "default", "--data-dir", str(data_dir),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"default={peer}"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    try:
-        endpoint = f"127.0.0.1:{port}"
-        wait_until(lambda: proc.poll() is not None or _accepts(endpoint), 20,
-                   "the real etcd to listen")
-        assert proc.poll() is None, log.read_text()[-2000:]
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def ctl(binary: str, endpoint: str | None, *args: str, timeout_s: float = 30) -> str:

@@ -140,6 +140,18 @@ def test_member_list_reports_etcd_client_urls_when_the_config_knows_them() -> No
     assert [m.isLearner for m in got] == [False, True]
 
 
+def test_member_list_prefers_published_etcd_urls_and_leaves_unstarted_members_bare() -> None:
+    members = {"members": [
+        {"id": 1, "name": "m1", "peer_urls": ["tcp://h:2380"], "client_urls": ["tcp://h:2378"],
+         "is_learner": False, "etcd_client_urls": ["http://h:2379"]},
+        {"id": 4, "name": "", "peer_urls": ["tcp://h:4380"], "client_urls": [],
+         "is_learner": False, "etcd_client_urls": []}]}
+    got = cv.members(members, lambda i: ["http://stale:1"])
+    assert list(got[0].clientURLs) == ["http://h:2379"]  # the member's word beats a config
+    got = cv.members(members, lambda i: None)
+    assert (got[1].name, list(got[1].clientURLs)) == ("", [])  # etcdctl: "unstarted"
+
+
 @pytest.mark.parametrize(("url", "native"), [
     ("http://10.0.0.1:2380", "tcp://10.0.0.1:2380"),
     ("https://h:2380", "tcp://h:2380"),

@@ -31,6 +31,7 @@ from cluster.kv import (
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
     LeaseTimeToLiveResult,
+    MemberAttrRequest,
     MemberListRequest,
     PutRequest,
     PutResult,
@@ -148,6 +149,19 @@ def test_unknown_and_internal_operations_are_refused_from_clients() -> None:
     with pytest.raises(UnknownOperationError):
         parse_request(internal)
     assert parse_request(internal, allow_internal=True) == LeaseCheckpointRequest(1, 5)
+
+
+def test_member_attributes_travel_the_log_but_never_come_from_clients() -> None:
+    attrs = MemberAttrRequest(member_id=7, name="m4", client_urls=("tcp://h:1",),
+                              etcd_client_urls=("http://h:2",))
+    wire = request_to_wire(attrs)
+    with pytest.raises(UnknownOperationError):
+        parse_request(wire)
+    assert request_from_wire(wire) == attrs
+    assert decode_request(encode_request(attrs)) == attrs
+    for bad in ({"name": 3}, {"client_urls": [1]}, {"member_id": 0}, {"extra": 1}):
+        with pytest.raises(BadRequestError):
+            request_from_wire({**wire, **bad})
 
 
 def _txn(success: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

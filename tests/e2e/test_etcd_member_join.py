@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from cluster.client import Client
+from cluster.client_types import Status
 from cluster.config import find_free_ports
 from tests.e2e.etcd_tools import (
     Etcdctl,
@@ -67,15 +68,15 @@ def test_member_added_by_etcdctl_joins_by_peer_url_publishes_its_name_and_keeps_
     run_env = {**env, "ETCD_DATA_DIR": str(pc.root / "data" / "m4")}
     pc.start("m4", env=run_env)
 
-    def m4_status() -> object:
+    def m4_status() -> Status:
         with Client([native], timeout_s=1.0) as c:
             return c.status()
     status = wait_until(m4_status, 20, "m4 to serve")
     assert status.member_id == new_id  # took over the id registered by member add
 
-    def m4_started() -> list[str] | None:
+    def m4_started() -> list[str]:
         rows = [r for r in _rows(ctl) if int(r[0], 16) == new_id]
-        return rows[0] if rows and rows[0][1] == "started" else None
+        return rows[0] if rows and rows[0][1] == "started" else []
     row = wait_until(m4_started, 30, "m4 to publish its name", interval_s=0.3)
     assert row[2:] == ["m4", f"tcp://127.0.0.1:{peer_port}", f"http://{etcd_endpoint}", "false"]
     # It caught up: a linearizable read on m4 sees what was written before it joined,

@@ -26,6 +26,7 @@ from cluster.errors import (
     NotLeaderError,
     TimeoutError_,
 )
+from cluster.join import unnamed_member_id
 from cluster.messages import NONE, EntryType, Role
 from storage.members import MemberRecord, conf_change_context
 from storage.mvcc import MvccStore
@@ -110,8 +111,13 @@ class Membership:
         for m in self._mvcc.members():
             if set(m.peer_urls) & set(peer_urls):
                 raise MemberExistsError(f"peer URL already used by member {m.id:x}")
-        # The new process derives the same id from its own config (name, peer URL, token).
-        member_id = member_id_for(name, peer_urls[0], self._token)
+        if name:
+            # The new process derives the same id from its own config (name, peer URL, token).
+            member_id = member_id_for(name, peer_urls[0], self._token)
+        else:
+            # etcd's MemberAdd: no name; the new process learns the id by its peer URL.
+            member_id = unnamed_member_id(peer_urls[0], self._token,
+                                          self._mvcc.is_removed_member)
         if self._mvcc.is_removed_member(member_id):
             raise MemberExistsError(f"member id {member_id:x} was removed and cannot rejoin; "
                                     "choose another name or peer URL")

@@ -29,7 +29,7 @@ import trio
 
 from cluster.client_async import AsyncClient
 from cluster.client_types import Member, MemberListResult
-from cluster.config import MemberConfig, MemberSpec
+from cluster.config import MemberConfig, MemberSpec, member_id_for
 from cluster.errors import EtcdliteError
 from storage.wal import SqliteWal
 
@@ -119,6 +119,22 @@ def match_member(members: Sequence[Member], *, name: str, peer_url: str,
             raise JoinError(f"peer URL {peer_url} belongs to member {m.name} ({m.id:x}), "
                             f"not to {name}")
     return None
+
+
+def unnamed_member_id(peer_url: str, token: str, is_removed: Callable[[int], bool]) -> int:
+    """The id of a member added by etcd's MemberAdd (no name to derive it from).
+
+    The new member never derives it (it learns it by peer URL), so the leader may
+    choose: the empty name's id, or, if that id was removed before, the next one that
+    was not. A peer URL can thus be added again after its member was removed, as in
+    etcd, whose ids are random; a removed id itself still never rejoins. "#" cannot
+    occur in a member name, so these ids never collide with derived ones.
+    """
+    member_id, attempt = member_id_for("", peer_url, token), 0
+    while is_removed(member_id):
+        attempt += 1
+        member_id = member_id_for(f"#{attempt}", peer_url, token)
+    return member_id
 
 
 def read_stored(data_dir: Path) -> tuple[int, str | None] | None:

@@ -21,6 +21,7 @@ from cluster.join import (
     learn_identity,
     match_member,
     read_stored,
+    unnamed_member_id,
 )
 from cluster.member import Member as MemberProcess
 
@@ -65,6 +66,15 @@ def test_check_stored_accepts_own_ids(stored_id: int, stored_name: str | None,
 def test_check_stored_refuses_another_members_data_dir(stored_name: str | None) -> None:
     with pytest.raises(IdentityMismatchError, match="this data dir holds member bbbb"):
         check_stored(OTHER, stored_name, name="m4", derived_id=DERIVED)
+
+
+def test_unnamed_ids_skip_removed_ones_so_a_peer_url_can_be_added_again() -> None:
+    first = unnamed_member_id("tcp://h:4", "tok", lambda i: False)
+    assert first == member_id_for("", "tcp://h:4", "tok")
+    second = unnamed_member_id("tcp://h:4", "tok", lambda i: i == first)
+    third = unnamed_member_id("tcp://h:4", "tok", lambda i: i in (first, second))
+    assert len({first, second, third}) == 3
+    assert unnamed_member_id("tcp://h:5", "tok", lambda i: False) != first
 
 
 # --- learning the id from the cluster (virtual clock, fake replies) -----------------------

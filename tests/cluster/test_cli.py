@@ -228,3 +228,15 @@ def test_endpoints_flag_overrides_environment(fakes: list[FakeMember], fake_dir:
                  endpoints=f"ipc://{fake_dir}/dead.sock")
     assert result.exit_code == 0
     assert (fakes[0].ops(), fakes[1].ops()) == ([], ["put"])
+
+
+def test_member_list_shows_a_member_without_a_name_as_unstarted(fake_dir: Path) -> None:
+    """etcdctl's rule: added by etcd's MemberAdd and not joined yet means no name."""
+    named = FakeMember(f"ipc://{fake_dir}/named.sock", member_id=0xA, name="m1").start()
+    bare = FakeMember(f"ipc://{fake_dir}/bare.sock", member_id=0xB, name="").start()
+    try:
+        assert run([named], "member", "list").stdout.startswith("a, started, m1, ")
+        assert run([bare], "member", "list").stdout.startswith("b, unstarted, , ")
+    finally:
+        named.stop()
+        bare.stop()

@@ -7,9 +7,10 @@ or with {"error", "code", "message"} and an HTTP status derived from the
 gRPC code. Each route calls the same `EtcdApi` method as the gRPC server,
 so the gateway is one more translation onto the native protocol.
 
-/v3/watch, /v3/lease/keepalive and /v3/election/observe stream
-newline-separated {"result": <response>} objects for as long as the client
-stays connected, as etcd's gateway does (a keep-alive answers its one request).
+/v3/watch, /v3/lease/keepalive, /v3/election/observe and /v3/maintenance/snapshot
+stream newline-separated {"result": <response>} objects for as long as the client
+stays connected, as etcd's gateway does (a keep-alive answers its one request, a
+snapshot ends after its last blob).
 
 WHY aiohttp: a maintained, complete HTTP/1.1 server (keep-alive, chunked
 bodies, malformed-request handling) that runs on the asyncio loop grpcio
@@ -31,7 +32,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from actors.etcd_api import EtcdApi, Method
-from actors.etcd_streams import WatchSession
+from actors.etcd_streams import WatchSession, snapshot
 from cluster.etcd_convert import ETCD_API_VERSION
 from cluster.etcd_errors import EtcdStatus
 from cluster.etcdpb import rpc_pb2 as pb
@@ -210,6 +211,14 @@ def make_app(api: EtcdApi, *, methods: dict[str, Method], metrics: Metrics,
                                                              keepalive))
     if observe is not None:
         app.router.add_post("/v3/election/observe", _stream_route(el.LeaderRequest, observe))
+
+    async def snapshot_blobs(first: Message) -> AsyncIterator[Message]:
+        assert isinstance(first, pb.SnapshotRequest)
+        async for resp in snapshot(api, first):
+            yield resp
+
+    app.router.add_post("/v3/maintenance/snapshot", _stream_route(pb.SnapshotRequest,
+                                                                  snapshot_blobs))
 
     async def health(_request: web.Request) -> web.Response:
         try:

@@ -210,7 +210,7 @@ async def lease_keepalive(api: EtcdApi, requests: AsyncIterator[pb.LeaseKeepAliv
 
 
 async def snapshot(api: EtcdApi, _request: pb.SnapshotRequest,
-                   _context: grpc.aio.ServicerContext[Any, Any]
+                   _context: grpc.aio.ServicerContext[Any, Any] | None = None
                    ) -> AsyncIterator[pb.SnapshotResponse]:
     """The db copy in blobs, then its sha256 as the last 32 bytes: etcd's layout, which
     etcdctl checks for ("sha256 checksum not found") and `snapshot restore` verifies."""

@@ -4,6 +4,7 @@ same port as gRPC; and what a member without quorum says on both."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -215,3 +216,18 @@ def test_keepalive_lock_and_election_over_http(cluster: ProcessCluster) -> None:
     assert call(cluster, "/v3/election/resign", {"leader": won["leader"]})[0] == 200
     status, err = call(cluster, "/v3/election/leader", {"name": b64("he")})
     assert (status, err["message"]) == (500, "election: no leader")
+
+
+def test_snapshot_streams_the_etcd_format_db_as_json_lines(cluster: ProcessCluster) -> None:
+    call(cluster, "/v3/kv/put", {"key": b64("snap/k"), "value": b64("v")})
+    url = f"http://{cluster.etcd_endpoint('m1')}/v3/maintenance/snapshot"
+    req = urllib.request.Request(url, data=b"{}", method="POST")
+    with urllib.request.urlopen(req, timeout=30) as stream:
+        lines = [json.loads(line) for line in stream if line.strip()]
+    results = [line["result"] for line in lines]
+    data = b"".join(base64.b64decode(r.get("blob", "")) for r in results)
+    remaining = [int(r.get("remaining_bytes", 0)) for r in results]
+    assert remaining == sorted(remaining, reverse=True)
+    assert remaining[-1] == 0
+    assert int.from_bytes(data[16:20], "little") == 0xED0CDAED  # bbolt, as etcd streams
+    assert hashlib.sha256(data[:-32]).digest() == data[-32:]

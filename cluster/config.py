@@ -328,6 +328,9 @@ def _validate_cluster(c: ClusterConfig) -> None:
         check_nng_url(m.client_url, f"{m.name} client-url")
         if m.etcd_client_url and urlsplit(m.etcd_client_url).scheme not in ("http", "https"):
             raise ValueError(f"{m.name} etcd-client-url {m.etcd_client_url!r}: http(s):// only")
+        # The config's ids are always derived. A running member may still use another
+        # id: one added by etcd's MemberAdd takes its id over from the cluster when it
+        # joins (cluster/join.py) and keeps it in its data dir, not in this config.
         if m.member_id != member_id_for(m.name, m.peer_url, c.token):
             raise ValueError(f"member {m.name}: id does not match its name, peer-url and token")
     if c.cluster_id != cluster_id_for(c.token, [m.member_id for m in c.members]):

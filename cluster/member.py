@@ -3,7 +3,9 @@
 Opens the member's SQLite files, rebuilds the Raft core from its WAL, and
 runs the actors (ticker, transport, raft node, applier, read barrier, client
 server) under one nursery. Any actor crashing takes the whole member down
-loudly; restarting is the supervisor's job, not ours.
+loudly; restarting is the supervisor's job, not ours. A member joining an
+existing cluster with an empty data dir first asks the cluster which id it has
+(cluster/join.py: etcdctl-added members are known by peer URL, not by name).
 """
 
 from __future__ import annotations
@@ -62,9 +64,6 @@ from storage.wal import SqliteWal
 log = logging.getLogger("etcdlite.member")
 
 VERSION = "0.1.0"
-
-
-__all__ = ["IdentityMismatchError", "Member", "main"]
 
 
 class Member:

@@ -43,12 +43,6 @@ class MemberRecord:
     is_learner: bool
     etcd_client_urls: tuple[str, ...] = ()  # etcd-compatible endpoints (http://)
 
-    @property
-    def is_started(self) -> bool:
-        """etcd's notion: a member is "started" once it has a name (published, or given at
-        a native member_add); one added by etcd's MemberAdd has none until it joins."""
-        return bool(self.name)
-
     def to_wire(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "peer_urls": list(self.peer_urls),
                 "client_urls": list(self.client_urls), "is_learner": self.is_learner,

@@ -114,15 +114,20 @@ def _small_buckets(conn: sqlite3.Connection) -> dict[bytes, list[tuple[bytes, by
     members: list[tuple[bytes, bytes]] = []
     removed: list[tuple[bytes, bytes]] = []
     if _table_exists(conn, "members"):
-        for mid, name, peer_urls, client_urls, learner in conn.execute(
-                "SELECT id, name, peer_urls, client_urls, is_learner FROM members"):
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(members)")}
+        etcd_urls = "etcd_client_urls" if "etcd_client_urls" in columns else "'[]'"
+        for mid, name, peer_urls, client_urls, published, learner in conn.execute(
+                f"SELECT id, name, peer_urls, client_urls, {etcd_urls}, is_learner"
+                " FROM members"):
             record: dict[str, object] = {
                 "id": mid, "peerURLs": [_etcd_url(u) for u in json.loads(peer_urls)]}
             if learner:
                 record["isLearner"] = True
             if name:
                 record["name"] = name
-            if clients := json.loads(client_urls):
+            # etcd's clientURLs are its gRPC endpoints: the published etcd URLs when the
+            # member has them, else the native ones in etcd's URL form.
+            if clients := json.loads(published) or json.loads(client_urls):
                 record["clientURLs"] = [_etcd_url(u) for u in clients]
             members.append((format(mid, "x").encode(), json.dumps(
                 record, separators=(",", ":")).encode()))

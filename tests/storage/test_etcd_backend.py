@@ -89,6 +89,9 @@ def test_export_writes_meta_lease_alarm_members_and_cluster_version(
     conn.execute("INSERT INTO members (id, name, peer_urls, client_urls, is_learner)"
                  " VALUES (?, 'm1', '[\"tcp://127.0.0.1:2380\"]', '[]', 0)",
                  (0xABC,))
+    conn.execute("INSERT INTO members (id, name, peer_urls, client_urls, is_learner,"
+                 " etcd_client_urls) VALUES (?, 'm2', '[\"tcp://h:2\"]',"
+                 " '[\"tcp://h:1\"]', 1, '[\"http://h:3\"]')", (0xDEF,))
     conn.commit()
     conn.close()
     export_to_bolt(store.path, tmp_path / "etcd.db")
@@ -101,7 +104,9 @@ def test_export_writes_meta_lease_alarm_members_and_cluster_version(
         assert lease_pb2.Lease.FromString(lease_value).TTL == 60
         assert len(list(bolt.items(b"alarm"))) == 1
         assert dict(bolt.items(b"members")) == {
-            b"abc": b'{"id":2748,"peerURLs":["http://127.0.0.1:2380"],"name":"m1"}'}
+            b"abc": b'{"id":2748,"peerURLs":["http://127.0.0.1:2380"],"name":"m1"}',
+            b"def": b'{"id":3567,"peerURLs":["http://h:2"],"isLearner":true,"name":"m2",'
+                    b'"clientURLs":["http://h:3"]}'}
         assert dict(bolt.items(b"cluster")) == {b"clusterVersion": b"3.4.0"}
     # Compaction at 4 dropped a=1 (superseded by a=2 at 4); b=1 stays (deleted after 4).
     assert [rev for rev, _ in _key_bucket(tmp_path / "etcd.db")][:3] == [

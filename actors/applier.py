@@ -20,6 +20,12 @@ from actors.events import RaftInput, SnapshotTaken
 from actors.raft_node import ApplyBatch
 from actors.wait import AppliedIndex, WaitRegistry
 from cluster import codec, kv
+from cluster.auth_types import (
+    AUTH_REQUEST_TYPES,
+    Authed,
+    auth_request_from_wire,
+    auth_request_to_wire,
+)
 from cluster.conf_change import ConfChange
 from cluster.errors import BadRequestError, EtcdliteError
 from cluster.messages import ConfState, EntryType
@@ -41,9 +47,22 @@ class ApplierStatistics:
     applied_index: int
 
 
+def _request_to_wire(request: Any) -> dict[str, Any]:
+    if type(request) in _AUTH_CLASSES:
+        return auth_request_to_wire(request)
+    return kv.request_to_wire(request)
+
+
+_AUTH_CLASSES = frozenset(AUTH_REQUEST_TYPES.values())
+
+
 def encode_proposal(request_id: int, request: Any) -> bytes:
-    """The log entry payload of a client request: validated request + who waits for it."""
-    return codec.dumps({"id": request_id, "req": kv.request_to_wire(request)})
+    """The log entry payload of a client request: validated request + who waits for it,
+    plus `auth: [user, token_revision]` for a request a client sent (`Authed`)."""
+    if isinstance(request, Authed):
+        return codec.dumps({"id": request_id, "req": _request_to_wire(request.request),
+                            "auth": [request.user, request.token_revision]})
+    return codec.dumps({"id": request_id, "req": _request_to_wire(request)})
 
 
 def decode_proposal(data: bytes) -> tuple[int, Any]:
@@ -52,7 +71,21 @@ def decode_proposal(data: bytes) -> tuple[int, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("id"), int) \
             or not isinstance(body.get("req"), dict):
         raise BadRequestError("malformed log entry payload")
-    return body["id"], kv.request_from_wire(body["req"])
+    wire = body["req"]
+    if wire.get("op") in AUTH_REQUEST_TYPES:
+        try:
+            request: Any = auth_request_from_wire(wire)
+        except ValueError as exc:
+            raise BadRequestError(f"malformed auth entry: {exc}") from None
+    else:
+        request = kv.request_from_wire(wire)
+    auth = body.get("auth")
+    if auth is not None:
+        if not (isinstance(auth, list) and len(auth) == 2 and isinstance(auth[0], str)
+                and isinstance(auth[1], int) and not isinstance(auth[1], bool)):
+            raise BadRequestError("malformed log entry auth")
+        request = Authed(request, auth[0], auth[1])
+    return body["id"], request
 
 
 class Applier:

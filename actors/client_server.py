@@ -22,6 +22,8 @@ import pynng
 import trio
 
 from actors.applier import encode_proposal
+from actors.auth import AuthGate, current_auth
+from actors.auth_ops import AuthService
 from actors.events import Propose, RaftInput
 from actors.read_barrier import ReadBarrier
 from actors.wait import WaitRegistry
@@ -64,6 +66,11 @@ class ClientServer:
         self._ids = itertools.count((random.Random(os.urandom(8)).getrandbits(31) << 32) + 1)
         self._requests = self._errors = self._malformed = 0
         self._extra_ops: dict[str, Handler] = {}
+        # The server authenticates every request, so it owns the gate and the auth ops.
+        self.auth = AuthGate(member.mvcc.path, lease_keys=member.mvcc.lease_keys)
+        self.auth_service = AuthService(gate=self.auth, propose_entry=self.propose_entry,
+                                        read_barrier=barrier.wait, header=member.header)
+        self.auth_service.register(self)
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(self._requests, self._errors, self._malformed)
@@ -78,10 +85,13 @@ class ClientServer:
         recv_max = max(4 * self._max_request_bytes, 16 * 1024 * 1024)
         with pynng.Rep0(recv_max_size=recv_max) as sock:
             sock.listen(self._url)
-            async with trio.open_nursery() as nursery:
-                for _ in range(limits.client_contexts):
-                    nursery.start_soon(self._serve_context, sock.new_context())
-                task_status.started()
+            try:
+                async with trio.open_nursery() as nursery:
+                    for _ in range(limits.client_contexts):
+                        nursery.start_soon(self._serve_context, sock.new_context())
+                    task_status.started()
+            finally:
+                self.auth.close()
         raise AssertionError("client server should never complete")
 
     async def _serve_context(self, ctx: pynng.Context) -> None:
@@ -118,6 +128,7 @@ class ClientServer:
         op = body.get("op")
         if not isinstance(op, str):
             raise UnknownOperationError(f"unknown operation {op!r}")
+        ctx = self.auth.admit(op, body)  # takes the token off; raises if not allowed
         extra = self._extra_ops.get(op)
         if extra is not None:
             return await extra(body)
@@ -126,17 +137,28 @@ class ClientServer:
             return await self._range(request)
         if request.op not in kv.LOG_OPS:
             raise UnknownOperationError(f"operation {op!r} is not served by this member yet")
+        self.auth.check_request(ctx, request)  # fail fast; the applier checks again
         return await self.propose(request)
 
     async def _range(self, request: kv.RangeRequest) -> dict[str, Any]:
         if not request.serializable:
             await self._barrier.wait()
+        ctx = current_auth.get()
+        if ctx is not None:  # after the barrier: honours auth changes committed before it
+            self.auth.check_request(ctx, request)
         result = self._member.mvcc.range(request)
         return {"header": self._member.header(), **kv.result_to_wire(result)}
 
     async def propose(self, request: Any) -> dict[str, Any]:
-        """Put `request` through the log and answer with this member's apply result."""
+        """Put `request` through the log and answer with this member's apply result.
+
+        A request served for a client (an auth context is set) is proposed as
+        `Authed`, so the applier checks its permissions at its own Raft index.
+        """
         request = self._member.prepare_proposal(request)
+        ctx = current_auth.get()
+        if ctx is not None:
+            request = ctx.wrap(request)
         result = await self.propose_entry(lambda rid: encode_proposal(rid, request))
         return {"header": self._member.header(getattr(result, "revision", 0)),
                 **kv.result_to_wire(result)}

@@ -32,6 +32,7 @@ from typing import Any, final
 import pynng
 import trio
 
+from actors.auth import TOKEN_FIELD, current_token
 from cluster import codec
 from cluster.errors import (
     EtcdliteError,
@@ -119,7 +120,10 @@ class LeaderProxy:
         url = self._client_url_of(leader)
         if url is None:
             raise NoLeaderError(f"leader {leader:x} has no known client URL")
-        frame = codec.encode_frame({**strip_forwarded(body), FORWARDED: 1})
+        # The auth gate took the client's token off `body`; the leader checks it again.
+        token = current_token.get()
+        auth = {TOKEN_FIELD: token} if token is not None else {}
+        frame = codec.encode_frame({**strip_forwarded(body), **auth, FORWARDED: 1})
         try:
             with trio.fail_after(self._timeout_s):
                 raw = await self._exchange(url, frame)

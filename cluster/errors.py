@@ -31,6 +31,8 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"
     MEMBER_NOT_FOUND = "member_not_found"
     MEMBER_EXISTS = "member_exists"
+    AUTH = "auth"  # auth management refused / authentication failed; etcd's text
+    INVALID_AUTH_TOKEN = "invalid_auth_token"  # token bad, expired or older than a change
     INTERNAL = "internal"
 
 
@@ -136,6 +138,20 @@ class MemberExistsError(EtcdliteError):
     code = ErrorCode.MEMBER_EXISTS
 
 
+class AuthError(EtcdliteError):
+    """An auth request refused (user exists, role not found, root missing, no user
+    name, wrong password ...); the message is etcd's text (cluster.auth_types)."""
+
+    code = ErrorCode.AUTH
+
+
+class InvalidAuthTokenError(EtcdliteError):
+    """The token is malformed, expired, or older than a change to its user, or the
+    auth state changed under a request: authenticate again and retry."""
+
+    code = ErrorCode.INVALID_AUTH_TOKEN
+
+
 class InternalError(EtcdliteError):
     code = ErrorCode.INTERNAL
 
@@ -147,7 +163,8 @@ _BY_CODE: dict[str, type[EtcdliteError]] = {
         CompactedError, FutureRevisionError, NoSpaceError, NotLeaderError, NoLeaderError,
         LeaseNotFoundError, LeaseExistsError, TooManyOpsError, DuplicateKeyError,
         KeyNotFoundError, PermissionDeniedError, TimeoutError_, UnavailableError,
-        MemberNotFoundError, MemberExistsError, InternalError,
+        MemberNotFoundError, MemberExistsError, AuthError, InvalidAuthTokenError,
+        InternalError,
     )
 }
 

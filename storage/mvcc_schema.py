@@ -13,6 +13,8 @@ Layout (one SQLite file per member):
   reads never scan history.
 - `leases`: granted leases (id, granted TTL, last checkpointed remaining TTL).
 - `alarms`: active alarms (member id, alarm name); see storage/alarms.py.
+- `auth_*`: users, roles, permissions, token secret; see storage/auth.py
+  (the auth flag and auth revision are rows of `meta`).
 - `meta`: applied_index, revision, compact_revision, schema_version. They are
   written in the same transaction as the state they describe, which is what
   makes replay after a crash exactly-once.
@@ -26,8 +28,9 @@ from pathlib import Path
 import sqlite_utils
 
 from storage.alarms import ALARMS_TABLE_SQL
+from storage.auth import AUTH_TABLES_SQL
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump with a new step in `_MIGRATIONS` whenever the layout changes."""
 
 META_APPLIED_INDEX = "applied_index"
@@ -87,7 +90,12 @@ def _migrate_to_2(db: sqlite_utils.Database) -> None:
     db.execute(ALARMS_TABLE_SQL)
 
 
-_MIGRATIONS = {1: _migrate_to_1, 2: _migrate_to_2}
+def _migrate_to_3(db: sqlite_utils.Database) -> None:
+    for sql in AUTH_TABLES_SQL:
+        db.execute(sql)
+
+
+_MIGRATIONS = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
 
 
 def open_connection(path: Path | str) -> sqlite3.Connection:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, final
 
 from cluster.alarm_types import AlarmRequest
+from cluster.auth_types import AUTH_REQUEST_TYPES, Authed
 from cluster.errors import (
     BadRequestError,
     CompactedError,
@@ -50,6 +51,8 @@ from cluster.kv import (
     check_duplicate_keys,
 )
 from storage.alarms import NO_SPACE_MESSAGE, apply_alarm, grows_store, nospace_active
+from storage.auth import apply_auth
+from storage.auth_check import ApplyAuth
 from storage.mvcc_read import (
     COMPACTED_MESSAGE,
     FUTURE_MESSAGE,
@@ -73,6 +76,8 @@ _UPSERT_LATEST = (
     " create_revision = excluded.create_revision, mod_revision = excluded.mod_revision,"
     " version = excluded.version, lease = excluded.lease"
 )
+_AUTH_CLASSES = tuple(AUTH_REQUEST_TYPES.values())
+
 # Removes, among the keys written since the previous compaction, every version at
 # or below the compaction revision except the latest one, and that one too if it
 # is a tombstone. Keys not written since the previous compaction already hold at
@@ -99,8 +104,10 @@ class BatchWriter:
         self._txn_base: int | None = None
         # Read once per batch, then kept current by the alarm requests of the batch.
         self._nospace = nospace_active(conn)
+        # Permission checks against the auth state of each entry's own index.
+        self._auth = ApplyAuth(conn)
 
-    def apply(self, req: Request) -> Result:
+    def apply(self, req: Request | Authed) -> Result:
         """Apply one request and return its result.
 
         Raises:
@@ -112,6 +119,13 @@ class BatchWriter:
         self._sub = 0
         compact_to: int | None = None
         result: Result
+        if isinstance(req, Authed):  # a client's request: check who sent it first
+            self._auth.check(req)
+            req = req.request
+        if isinstance(req, _AUTH_CLASSES):
+            result = apply_auth(self._conn, req)  # type: ignore[assignment]
+            self._auth.refresh()
+            return result
         if self._nospace and grows_store(req):
             raise NoSpaceError(NO_SPACE_MESSAGE)
         match req:

@@ -29,7 +29,11 @@ RACES, and which ones are accepted:
   milliseconds) the old permissions still allow it. etcd accepts the same for
   serializable reads.
 - A watch is checked at every poll, so a revoke ends a running watch within
-  one poll (etcd checks only when the watch is created).
+  one poll (etcd checks only when the watch is created). A watch outlives its
+  token, though, as in etcd (a gRPC watch stream keeps the token it was opened
+  with): a watch poll accepts an EXPIRED token as long as it is genuine and its
+  user's credentials have not changed since it was issued. Lease keep-alive
+  streams likewise (STREAM_OPS).
 
 The gate reads the auth revision from state.db on every request (one indexed
 row, a few µs) and reloads users and roles only when it moved.
@@ -71,6 +75,10 @@ USER_OPS = frozenset({
 })
 """Any authenticated user; finer checks follow (per key, at apply, in the handler).
 Any op in neither set needs the root role."""
+
+STREAM_OPS = frozenset({"watch_poll", "lease_keepalive"})
+"""What etcd serves on long-lived streams, which keep the token they were opened with:
+these accept an expired (but genuine, not superseded) token."""
 
 _reader_busy_timeout_ms = 5000
 
@@ -152,7 +160,7 @@ class AuthGate:
             ctx = AuthContext(enabled=view.enabled)
             current_auth.set(ctx)
             return ctx
-        ctx = self._resolve(view, token)
+        ctx = self._resolve(view, token, expired_ok=op in STREAM_OPS)
         current_auth.set(ctx)
         if ctx.perms is None:
             raise AuthError(USER_EMPTY)
@@ -166,10 +174,11 @@ class AuthGate:
             self._deny()
         return ctx
 
-    def _resolve(self, view: AuthView, token: str | None) -> AuthContext:
+    def _resolve(self, view: AuthView, token: str | None, *, expired_ok: bool = False
+                 ) -> AuthContext:
         if token is None:
             return AuthContext(enabled=True)
-        claims = verify_token(view.secret, token, self.clock())
+        claims = verify_token(view.secret, token, 0.0 if expired_ok else self.clock())
         user = view.users.get(claims.user) if claims is not None else None
         if claims is None or user is None or claims.revision < user.cred_revision:
             raise InvalidAuthTokenError(INVALID_AUTH_TOKEN)

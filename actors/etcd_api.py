@@ -21,6 +21,7 @@ from typing import Any, final
 import grpc
 from google.protobuf.message import Message
 
+from actors.etcd_auth import EtcdAuth, with_token
 from actors.etcd_bridge import TrioBridge
 from cluster import etcd_convert as cv
 from cluster.errors import EtcdliteError
@@ -70,7 +71,7 @@ class EtcdApi:
     async def native(self, op: str, **args: Any) -> dict[str, Any]:
         """One native request; its reply map, or EtcdStatus with etcd's code and text."""
         try:
-            reply = await self.bridge.call({"op": op, **args})
+            reply = await self.bridge.call({"op": op, **with_token(args)})
         except EtcdliteError as exc:
             raise status_for(exc) from None
         if isinstance(reply.get("header"), dict):
@@ -230,4 +231,5 @@ class EtcdApi:
             Method(maint + "HashKV", pb.HashKVRequest, pb.HashKVResponse, self.hash_kv),
             Method(maint + "MoveLeader", pb.MoveLeaderRequest, pb.MoveLeaderResponse,
                    self.move_leader),
+            *EtcdAuth(self).methods(),
         ]

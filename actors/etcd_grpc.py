@@ -22,6 +22,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from actors.etcd_api import EtcdApi, Method
+from actors.etcd_auth import call_token, token_from_metadata
 from actors.etcd_locks import Concurrency
 from actors.etcd_streams import WatchSession, lease_keepalive, snapshot
 from cluster.etcd_errors import EtcdStatus
@@ -33,6 +34,11 @@ grpc_overhead_bytes = 512 * 1024
 itself refuses it; between the two the member answers "request is too large"."""
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+def _take_token(context: Context) -> None:
+    """The call's auth token (metadata "token"), for every native request it makes."""
+    call_token.set(token_from_metadata(context.invocation_metadata()))
 
 
 class _Malformed:
@@ -62,6 +68,7 @@ def _unary(api: EtcdApi, method: Method) -> grpc.RpcMethodHandler:
         if isinstance(request, _Malformed):
             await context.abort(grpc.StatusCode.INTERNAL,
                                 f"grpc: error unmarshalling request: {request.reason}")
+        _take_token(context)
         try:
             api.check_size(request)
             return await method.handler(request)
@@ -83,6 +90,7 @@ def _stream_stream(behavior: Callable[[AsyncIterator[Any], Context], Awaitable[N
 def _snapshot_handler(api: EtcdApi) -> grpc.RpcMethodHandler:
     async def behavior(request: pb.SnapshotRequest, context: Context
                        ) -> AsyncIterator[pb.SnapshotResponse]:
+        _take_token(context)
         try:
             async for resp in snapshot(api, request, context):
                 yield resp
@@ -97,6 +105,7 @@ def _snapshot_handler(api: EtcdApi) -> grpc.RpcMethodHandler:
 def _observe_handler(concurrency: Concurrency) -> grpc.RpcMethodHandler:
     async def behavior(request: el.LeaderRequest, context: Context
                        ) -> AsyncIterator[el.LeaderResponse]:
+        _take_token(context)
         try:
             async for resp in concurrency.observe(request):
                 yield resp
@@ -120,10 +129,12 @@ def _handlers(api: EtcdApi, concurrency: Concurrency) -> list[grpc.GenericRpcHan
     add("/v3electionpb.Election/Observe", _observe_handler(concurrency))
 
     async def watch(requests: AsyncIterator[pb.WatchRequest], context: Context) -> None:
+        _take_token(context)
         await WatchSession(api).serve(requests, context.write)
 
     async def keepalive(requests: AsyncIterator[pb.LeaseKeepAliveRequest],
                         context: Context) -> None:
+        _take_token(context)
         await lease_keepalive(api, requests, context)
 
     add("/etcdserverpb.Watch/Watch",

@@ -32,6 +32,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from actors.etcd_api import EtcdApi, Method
+from actors.etcd_auth import AUTH_ROUTES, call_token, token_from_metadata
 from actors.etcd_streams import WatchSession, snapshot
 from cluster.etcd_convert import ETCD_API_VERSION
 from cluster.etcd_errors import EtcdStatus
@@ -69,6 +70,7 @@ ROUTES: dict[str, str] = {
     "/v3/election/resign": "/v3electionpb.Election/Resign",
 }
 """Gateway path -> gRPC method, as etcd's gateway routes them."""
+ROUTES.update(AUTH_ROUTES)
 
 # grpc-gateway's code -> HTTP status table (the v1 gateway etcd 3.4 ships).
 _HTTP_STATUS = {
@@ -193,10 +195,19 @@ def _stream_route(cls: type[Message], produce: Produce
     return handle
 
 
+@web.middleware
+async def _auth_token(request: web.Request, handler: Any) -> web.StreamResponse:
+    """etcd's gateway takes the token from the "Authorization" header; every native
+    request of this call (and of the tasks it starts) carries it on."""
+    call_token.set(token_from_metadata(request.headers.items()))
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
 def make_app(api: EtcdApi, *, methods: dict[str, Method], metrics: Metrics,
              version: str, observe: Produce | None = None) -> web.Application:
     """The gateway application; `methods` maps gRPC paths to methods (every service's)."""
-    app = web.Application(client_max_size=api_max_body_bytes(api))
+    app = web.Application(client_max_size=api_max_body_bytes(api), middlewares=[_auth_token])
     for path, grpc_path in ROUTES.items():
         method = methods.get(grpc_path)
         if method is not None:

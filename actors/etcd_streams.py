@@ -37,8 +37,16 @@ from typing import Any, final
 import grpc
 
 from actors.etcd_api import EtcdApi
+from actors.etcd_auth import with_token
 from cluster import etcd_convert as cv
-from cluster.errors import CompactedError, EtcdliteError, UnavailableError
+from cluster.errors import (
+    AuthError,
+    CompactedError,
+    EtcdliteError,
+    InvalidAuthTokenError,
+    PermissionDeniedError,
+    UnavailableError,
+)
 from cluster.etcd_errors import COMPACTED_MESSAGE, EtcdStatus, status_for
 from cluster.etcdpb import rpc_pb2 as pb
 
@@ -166,7 +174,7 @@ class WatchSession:
         while True:
             try:
                 reply = await self._api.bridge.call(
-                    cv.watch_poll_args(c, start, watch_poll_timeout_ms))
+                    with_token(cv.watch_poll_args(c, start, watch_poll_timeout_ms)))
             except CompactedError as exc:
                 self._loops.pop(watch_id, None)
                 self._synced.pop(watch_id, None)
@@ -174,6 +182,14 @@ class WatchSession:
                     header=cv.header(self._api.last_header), watch_id=watch_id,
                     canceled=True, compact_revision=exc.compact_revision,
                     cancel_reason=COMPACTED_MESSAGE))
+                return
+            except (AuthError, InvalidAuthTokenError, PermissionDeniedError) as exc:
+                # Permissions are checked at every poll: a revoke ends the watch.
+                self._loops.pop(watch_id, None)
+                self._synced.pop(watch_id, None)
+                await self._out.put(pb.WatchResponse(
+                    header=cv.header(self._api.last_header), watch_id=watch_id,
+                    canceled=True, cancel_reason=exc.message))
                 return
             except EtcdliteError as exc:
                 if not isinstance(exc, UnavailableError):

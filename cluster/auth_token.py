@@ -71,7 +71,8 @@ def issue_token(secret: bytes, user: str, revision: int, now_s: float,
 def verify_token(secret: bytes, token: str, now_s: float) -> TokenClaims | None:
     """The claims of a genuine, unexpired token; None for anything else.
 
-    Constant-time MAC comparison; never raises on garbage input.
+    Constant-time MAC comparison; never raises on garbage input. `now_s` 0 skips
+    the expiry check (what long-lived streams need, actors/auth.py).
     """
     if not secret or not isinstance(token, str) or not token.isascii() \
             or token.count(".") != 3:

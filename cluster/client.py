@@ -31,6 +31,8 @@ from typing import TypeVar
 from cluster import client_calls as calls
 from cluster import client_maintenance as maint
 from cluster.client_async import AsyncClient
+from cluster.client_auth import Credentials
+from cluster.client_auth_ops import AuthOps
 from cluster.client_calls import Call
 from cluster.client_lease import LeaseKeepAlive, RenewCallback
 from cluster.client_requests import (
@@ -76,6 +78,7 @@ from cluster.client_watch_state import (
     new_watch_state,
     poll_timeout_s_default,
 )
+from cluster.errors import EtcdliteError
 
 __all__ = [
     "DEFAULT_ENDPOINTS", "AsyncClient", "AsyncWatch", "Client", "CompactResult", "Compare",
@@ -103,9 +106,12 @@ class Client:
     `close()` or use it as a context manager.
     """
 
-    def __init__(self, endpoints: Sequence[str] | None = None, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, endpoints: Sequence[str] | None = None, *, timeout_s: float = 5.0,
+                 user: str | None = None, password: str | None = None) -> None:
         self.endpoints = resolve_endpoints(endpoints)
         self.timeout_s = check_timeout(timeout_s)
+        # `user` "name" or "name:password" (etcdctl's --user); see cluster.client_auth.
+        self.credentials = Credentials(user, password)
         self._transport = SyncTransport(self.endpoints, self.timeout_s)
 
     @property
@@ -114,9 +120,31 @@ class Client:
         ring = self._transport.ring
         return ring.endpoints[ring.current]
 
-    def _run(self, call: Call[R], pinned: str | None = None) -> R:
+    def _send(self, call: Call[R], pinned: str | None) -> R:
+        call = self.credentials.with_token(call)
         body, endpoint = self._transport.request(call.frame(), read=call.read, pinned=pinned)
         return call.parse(body, endpoint)
+
+    def _login(self) -> None:
+        try:
+            token: str | EtcdliteError = self._send(self.credentials.login_call(), None)
+        except EtcdliteError as exc:
+            token = exc
+        self.credentials.took(token)
+
+    def _run(self, call: Call[R], pinned: str | None = None) -> R:
+        """One call, with a token when the client has credentials (renewed once on
+        "invalid auth token", cluster.client_auth)."""
+        if self.credentials.needs_token():
+            self._login()
+        try:
+            return self._send(call, pinned)
+        except EtcdliteError as exc:
+            if not self.credentials.should_renew(exc):
+                raise
+        self.credentials.forget()
+        self._login()
+        return self._send(call, pinned)
 
     def get(
         self,
@@ -282,7 +310,25 @@ class Client:
             self.endpoints, key, range_end=range_end, prefix=prefix,
             start_revision=start_revision, prev_kv=prev_kv, filters=filters,
             progress_notify=progress_notify, watch_id=watch_id, poll_timeout_s=poll_timeout_s,
+            auth_token=self._watch_token(),
         ), self.timeout_s)
+
+    @property
+    def auth(self) -> AuthOps:
+        """Users, roles, permissions and the auth switch (cluster.client_auth_ops)."""
+        return AuthOps(self._run)
+
+    def authenticate(self) -> None:
+        """Get a new token now (calls do it on their own when the client has a user)."""
+        self.credentials.forget()
+        self._login()
+
+    def _watch_token(self) -> str | None:
+        """A watch keeps the token it starts with: members accept it on watch polls
+        after it expires (as an etcd watch stream keeps its token)."""
+        if self.credentials.needs_token():
+            self._login()
+        return self.credentials.token
 
     # --- maintenance (cluster.client_maintenance) --------------------------------------
 

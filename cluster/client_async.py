@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from cluster import client_calls as calls
 from cluster import client_maintenance as maint
+from cluster.client_auth import Credentials
 from cluster.client_calls import Call
 from cluster.client_lease import AsyncLeaseKeepAlive, RenewCallback
 from cluster.client_requests import (
@@ -47,6 +48,7 @@ from cluster.client_types import (
 )
 from cluster.client_watch import AsyncWatch
 from cluster.client_watch_state import new_watch_state, poll_timeout_s_default
+from cluster.errors import EtcdliteError
 
 R = TypeVar("R")
 
@@ -66,9 +68,12 @@ class AsyncClient:
     (a cancelled write may still have been applied). Use `async with`.
     """
 
-    def __init__(self, endpoints: Sequence[str] | None = None, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, endpoints: Sequence[str] | None = None, *, timeout_s: float = 5.0,
+                 user: str | None = None, password: str | None = None) -> None:
         self.endpoints = resolve_endpoints(endpoints)
         self.timeout_s = check_timeout(timeout_s)
+        # `user` "name" or "name:password" (etcdctl's --user); see cluster.client_auth.
+        self.credentials = Credentials(user, password)
         self._transport = AsyncTransport(self.endpoints, self.timeout_s)
 
     @property
@@ -77,9 +82,31 @@ class AsyncClient:
         ring = self._transport.ring
         return ring.endpoints[ring.current]
 
-    async def _run(self, call: Call[R], pinned: str | None = None) -> R:
+    async def _send(self, call: Call[R], pinned: str | None) -> R:
+        call = self.credentials.with_token(call)
         body, endpoint = await self._transport.request(call.frame(), read=call.read, pinned=pinned)
         return call.parse(body, endpoint)
+
+    async def _login(self) -> None:
+        try:
+            token: str | EtcdliteError = await self._send(self.credentials.login_call(), None)
+        except EtcdliteError as exc:
+            token = exc
+        self.credentials.took(token)
+
+    async def _run(self, call: Call[R], pinned: str | None = None) -> R:
+        """One call, with a token when the client has credentials (renewed once on
+        "invalid auth token", cluster.client_auth)."""
+        if self.credentials.needs_token():
+            await self._login()
+        try:
+            return await self._send(call, pinned)
+        except EtcdliteError as exc:
+            if not self.credentials.should_renew(exc):
+                raise
+        self.credentials.forget()
+        await self._login()
+        return await self._send(call, pinned)
 
     async def get(
         self,
@@ -233,12 +260,20 @@ class AsyncClient:
         poll_timeout_s: float = poll_timeout_s_default,
     ) -> AsyncWatch:
         """`Client.watch` for trio: `async with client.watch("k") as w: async for r in w:`.
-        The first poll is made on entering the block (or at the first `__anext__`)."""
+        The first poll is made on entering the block (or at the first `__anext__`).
+        With credentials, it sends the token of earlier calls (see `authenticate`)."""
         return AsyncWatch(new_watch_state(
             self.endpoints, key, range_end=range_end, prefix=prefix,
             start_revision=start_revision, prev_kv=prev_kv, filters=filters,
             progress_notify=progress_notify, watch_id=watch_id, poll_timeout_s=poll_timeout_s,
+            auth_token=self.credentials.token,
         ), self.timeout_s)
+
+    async def authenticate(self) -> None:
+        """Get a token now (calls do it on their own). `watch` is not a coroutine, so
+        a watch uses the token earlier calls got: with credentials, call this first."""
+        self.credentials.forget()
+        await self._login()
 
     # --- maintenance (cluster.client_maintenance) --------------------------------------
 

@@ -119,7 +119,8 @@ class WatchState:
     def __init__(self, endpoints: tuple[str, ...], *, key: bytes, range_end: bytes,
                  start_revision: int, prev_kv: bool, filters: tuple[str, ...],
                  progress_notify: bool, watch_id: int,
-                 poll_timeout_s: float = poll_timeout_s_default) -> None:
+                 poll_timeout_s: float = poll_timeout_s_default,
+                 auth_token: str | None = None) -> None:
         assert endpoints, "a watch needs at least one endpoint"
         self.endpoints = endpoints
         self.key = key
@@ -130,6 +131,7 @@ class WatchState:
         self.progress_notify = progress_notify
         self.watch_id = watch_id
         self.poll_timeout_s = poll_timeout_s
+        self.auth_token = auth_token
         self.canceled = False
         self.header = _NO_HEADER
         self._current = 0
@@ -151,12 +153,15 @@ class WatchState:
         """The next `watch_poll` request, asking from `next_revision`."""
         self._asked = self.next_revision
         timeout_ms = min(int(poll_timeout_s * 1000), limits.watch_timeout_ms_max)
-        return encode_frame({
+        body = {
             "op": "watch_poll", "key": self.key, "range_end": self.range_end,
             "start_revision": self.next_revision, "prev_kv": self.prev_kv,
             "filters": list(self.filters), "progress_notify": self.progress_notify,
             "timeout_ms": timeout_ms,
-        })
+        }
+        if self.auth_token is not None:
+            body["auth_token"] = self.auth_token
+        return encode_frame(body)
 
     def on_reply(self, body: dict[str, Any], *, first: bool = False) -> WatchResponse | None:
         """Take in one successful reply; returns what to yield, if anything.
@@ -230,6 +235,7 @@ def new_watch_state(
     endpoints: tuple[str, ...], key: bytes | str, *, range_end: bytes | str | None,
     prefix: bool, start_revision: int, prev_kv: bool, filters: Iterable[str],
     progress_notify: bool, watch_id: int | None, poll_timeout_s: float,
+    auth_token: str | None = None,
 ) -> WatchState:
     """Check `Client.watch()`'s arguments and build the state of a new watch.
 
@@ -243,4 +249,4 @@ def new_watch_state(
         endpoints, key=k, range_end=end,
         start_revision=non_negative(start_revision, "start_revision"), prev_kv=bool(prev_kv),
         filters=parse_filters(filters), progress_notify=bool(progress_notify),
-        watch_id=new_watch_id(watch_id), poll_timeout_s=poll_timeout_s)
+        watch_id=new_watch_id(watch_id), poll_timeout_s=poll_timeout_s, auth_token=auth_token)

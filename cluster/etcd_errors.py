@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from cluster import auth_types as at
 from cluster.errors import ErrorCode, EtcdliteError
 
 
@@ -72,8 +73,24 @@ _BAD_REQUEST_TEXT = (
      "etcdserver: can only promote a learner member"),
 )
 
+# Auth errors carry etcd's text already; the gRPC code is etcd's for that text
+# (rpctypes/error.go). Any other auth text is FAILED_PRECONDITION.
+_AUTH_CODES: dict[str, grpc.StatusCode] = {
+    at.USER_EMPTY: grpc.StatusCode.INVALID_ARGUMENT,
+    at.ROLE_EMPTY: grpc.StatusCode.INVALID_ARGUMENT,
+    at.AUTH_FAILED: grpc.StatusCode.INVALID_ARGUMENT,
+    at.INVALID_AUTH_MGMT: grpc.StatusCode.INVALID_ARGUMENT,
+    at.AUTH_OLD_REVISION: grpc.StatusCode.INVALID_ARGUMENT,
+    at.INVALID_AUTH_TOKEN: grpc.StatusCode.UNAUTHENTICATED,
+    at.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
 def status_for(exc: EtcdliteError) -> EtcdStatus:
     """The gRPC status etcd would end the same failed call with."""
+    if exc.code in (ErrorCode.AUTH, ErrorCode.INVALID_AUTH_TOKEN):
+        return EtcdStatus(_AUTH_CODES.get(exc.message, grpc.StatusCode.FAILED_PRECONDITION),
+                          exc.message)
     code, text = _BY_CODE.get(exc.code, (grpc.StatusCode.UNKNOWN, None))
     if text is not None:
         return EtcdStatus(code, text)

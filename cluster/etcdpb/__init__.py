@@ -1,4 +1,4 @@
-"""etcd's v3 protobuf API (etcdserverpb, mvccpb, leasepb, v3lockpb, v3electionpb) for etcdlite.
+"""etcd's v3 protobuf API (etcdserverpb, mvccpb, authpb, leasepb, v3lockpb, v3electionpb).
 
 The .proto files here were written for etcdlite from etcd's public wire contract
 (service, message and field names and numbers must be etcd's, or etcd clients
@@ -9,7 +9,7 @@ from the repository root with:
     python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
         cluster/etcdpb/kv.proto cluster/etcdpb/rpc.proto \
         cluster/etcdpb/v3lock.proto cluster/etcdpb/v3election.proto \
-        cluster/etcdpb/lease.proto
+        cluster/etcdpb/lease.proto cluster/etcdpb/auth.proto
 
 (grpcio-tools, from the `dev` extra). The generated code checks the protobuf and
 grpcio runtime versions it needs; pyproject.toml pins at least those.

@@ -97,7 +97,7 @@ def test_errors_carry_etcds_codes_and_messages(channel: grpc.Channel) -> None:
 
 def test_unknown_methods_are_unimplemented_and_the_member_keeps_serving(
         channel: grpc.Channel) -> None:
-    for path in ("/etcdserverpb.KV/Nope", "/etcdserverpb.Auth/AuthEnable", "/no.Such/Thing"):
+    for path in ("/etcdserverpb.KV/Nope", "/etcdserverpb.Auth/AuthStatus", "/no.Such/Thing"):
         call = channel.unary_unary(path, request_serializer=lambda b: b,
                                    response_deserializer=lambda b: b)
         code, _ = _status(lambda c=call: c(b"", timeout=10))

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from cluster import cli_output as out
+from cluster.cli_auth import auth_group, resolve_user, role_group, user_group
 from cluster.cli_benchmark import benchmark_group, check_group
 from cluster.cli_common import LEASE_ID, ErrorMappingGroup, Settings, arg_bytes, write_out_option
 from cluster.cli_concurrency import elect_cmd, lock_cmd
@@ -60,8 +61,11 @@ _SORT_TARGETS = {"key": "key", "create": "create", "modify": "mod", "version": "
               default=5.0, show_default=True, help="Deadline of one command, in seconds.")
 @click.option("-w", "--write-out", type=click.Choice(out.FORMATS), default="simple",
               show_default=True, help="Output format.")
+@click.option("--user", envvar="ETCDLITE_USER", show_envvar=True, metavar="NAME[:PASSWORD]",
+              help="Authenticate as this user (asks for the password if not given).")
 @click.pass_context
-def cli(ctx: click.Context, endpoints: str | None, timeout_s: float, write_out: str) -> None:
+def cli(ctx: click.Context, endpoints: str | None, timeout_s: float, write_out: str,
+        user: str | None) -> None:
     """Talk to an etcdlite cluster (etcd v3 rebuilt in Python).
 
     \b
@@ -74,6 +78,7 @@ def cli(ctx: click.Context, endpoints: str | None, timeout_s: float, write_out: 
       etcdlite lease grant 60
       etcdlite snapshot save backup.db
       etcdlite --endpoints tcp://10.0.0.1:2378,tcp://10.0.0.2:2378 get foo
+      etcdlite --user root:secret user list
 
     With neither --endpoints nor $ETCDLITE_ENDPOINTS, commands go to the local
     cluster started by `python supervisor.py --members 3`.
@@ -89,7 +94,7 @@ def cli(ctx: click.Context, endpoints: str | None, timeout_s: float, write_out: 
         resolved = resolve_endpoints(endpoints)
     except EtcdliteError as exc:
         raise click.BadParameter(exc.message, param_hint="--endpoints") from None
-    ctx.obj = Settings(resolved, timeout_s, write_out)
+    ctx.obj = Settings(resolved, timeout_s, write_out, resolve_user(user))
 
 
 @cli.command("put")
@@ -271,6 +276,9 @@ cli.add_command(watch_cmd)
 cli.add_command(benchmark_group)
 cli.add_command(check_group)
 cli.add_command(torture_cmd)
+cli.add_command(user_group)
+cli.add_command(role_group)
+cli.add_command(auth_group)
 
 
 def main() -> None:

@@ -61,9 +61,10 @@ class Settings:
     endpoints: tuple[str, ...]
     timeout_s: float
     write_out: str
+    user: str | None = None  # etcdctl's --user name[:password]
 
     def client(self, endpoints: tuple[str, ...] | None = None) -> Client:
-        return Client(endpoints or self.endpoints, timeout_s=self.timeout_s)
+        return Client(endpoints or self.endpoints, timeout_s=self.timeout_s, user=self.user)
 
 
 def arg_bytes(text: str) -> bytes:

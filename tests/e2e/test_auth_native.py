@@ -80,3 +80,41 @@ def test_python_client_with_user_and_a_member_catching_up_by_snapshot(make_clust
     finally:
         for c in (admin, reader, anonymous):
             c.close()
+
+
+def test_etcdlite_cli_user_role_auth_commands(make_cluster) -> None:
+    from click.testing import CliRunner
+
+    from cluster.cli import cli
+
+    pc = make_cluster(3)
+    pc.wait_for_leader(15)
+    eps = ",".join(pc.endpoint(n) for n in pc.names)
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0, stdin: str | None = None) -> str:
+        r = runner.invoke(cli, ["--endpoints", eps, *args], input=stdin)
+        assert r.exit_code == code, r.output
+        return r.output
+
+    assert run("user", "add", "root:pw") == "User root created\n"
+    # No root role yet: `auth enable` adds it and grants it to root, as etcdctl does.
+    assert run("auth", "enable") == "Authentication Enabled\n"
+    assert "user name is empty" in run("get", "k", code=1)
+    root = "--user=root:pw"
+    assert run(root, "role", "add", "app") == "Role app created\n"
+    assert run(root, "role", "grant-permission", "app", "readwrite", "app/",
+               "--prefix") == "Role app updated\n"
+    # Prompts go to stderr, which CliRunner mixes into the output.
+    assert run(root, "user", "add", "alice", stdin="apw\napw\n").endswith(
+        "User alice created\n")
+    run(root, "user", "grant-role", "alice", "app")
+    assert run(root, "role", "get", "app") == (
+        "Role app\nKV Read:\n\t[app/, app0)\nKV Write:\n\t[app/, app0)\n")
+    assert run(root, "user", "get", "alice") == "User: alice\nRoles: app\n"
+    assert run("--user=alice:apw", "put", "app/x", "1") == "OK\n"
+    assert "permission denied" in run("--user=alice:apw", "put", "x", "1", code=1)
+    # --user without a password asks for it.
+    assert run("--user=alice", "get", "app/x", stdin="apw\n").endswith("app/x\n1\n")
+    assert run(root, "auth", "status") == "Authentication Status: true\nAuthRevision: 9\n"
+    assert run(root, "auth", "disable") == "Authentication Disabled\n"

@@ -21,8 +21,8 @@ from cluster.auth_types import (
     USER_EMPTY,
     USER_NOT_FOUND,
     AuthDisableRequest,
-    AuthEnableRequest,
     Authed,
+    AuthEnableRequest,
     AuthResult,
     PermType,
     RoleAddRequest,
@@ -37,8 +37,8 @@ from cluster.auth_types import (
 )
 from cluster.errors import AuthError, InvalidAuthTokenError, PermissionDeniedError
 from cluster.kv import (
-    Compare,
     CompactionRequest,
+    Compare,
     CompareTarget,
     DeleteRangeRequest,
     LeaseGrantRequest,

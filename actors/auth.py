@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,12 +111,14 @@ class AuthGate:
     """Serve-time authentication for one member, over its own state.db connection."""
 
     def __init__(self, state_path: Path | str, *, clock: Callable[[], float] = time.time,
-                 lease_keys: Callable[[int], list[bytes]] | None = None) -> None:
+                 lease_keys: Callable[[int], list[bytes]] | None = None,
+                 barrier: Callable[[], Awaitable[None]] | None = None) -> None:
         self._conn = sqlite3.connect(str(state_path), isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout={_reader_busy_timeout_ms}")
         self.clock = clock
         self._lease_keys = lease_keys or (lambda _id: [])
+        self._barrier = barrier
         self._view = AuthView(revision=-1)
         self.denied = 0
 
@@ -139,8 +141,15 @@ class AuthGate:
                 self._conn.execute("COMMIT")
         return self._view
 
-    def admit(self, op: str, body: dict[str, Any]) -> AuthContext:
+    async def admit(self, op: str, body: dict[str, Any]) -> AuthContext:
         """Authenticate one request and apply its op's policy; removes the token field.
+
+        A refusal is never based on stale state: before refusing, the gate waits for
+        a linearizable read barrier (this member has applied everything committed
+        when the request arrived) and decides again. So right after `auth_disable`,
+        a role grant or a password change, every member serves accordingly, not
+        only the one that proposed it. Acceptances need no barrier: writes are
+        checked again at apply, reads after their own barrier.
 
         Raises:
             AuthError: auth is enabled and the request has no token (etcd's
@@ -155,6 +164,15 @@ class AuthGate:
         if token is not None and not isinstance(token, str):
             raise BadRequestError(f"'{TOKEN_FIELD}' must be a string")
         current_token.set(token)
+        try:
+            return self._admit(op, body, token)
+        except (AuthError, InvalidAuthTokenError, PermissionDeniedError):
+            if self._barrier is None:
+                raise
+            await self._barrier()  # raises no_leader/timeout: then that is the answer
+            return self._admit(op, body, token)
+
+    def _admit(self, op: str, body: dict[str, Any], token: str | None) -> AuthContext:
         view = self.view()
         if not view.enabled or op in OPEN_OPS:
             ctx = AuthContext(enabled=view.enabled)
@@ -189,14 +207,25 @@ class AuthGate:
         self.denied += 1
         raise PermissionDeniedError(PERMISSION_DENIED)
 
-    def check_request(self, ctx: AuthContext, request: Any) -> None:
+    async def check_request(self, ctx: AuthContext, request: Any, *, fresh: bool) -> None:
         """Check a KV request's keys against the user's CURRENT permissions (looked up
         again, so a read checked after its ReadIndex barrier sees every auth change
-        committed before it).
+        committed before it). `fresh`: the caller just passed a barrier (or serves a
+        serializable read, which may be stale by definition); otherwise a refusal is
+        confirmed after a barrier first, as in `admit`.
 
         Raises:
             PermissionDeniedError: not allowed.
         """
+        try:
+            self._check_request(ctx, request)
+        except PermissionDeniedError:
+            if fresh or self._barrier is None:
+                raise
+            await self._barrier()
+            self._check_request(ctx, request)
+
+    def _check_request(self, ctx: AuthContext, request: Any) -> None:
         if not ctx.enabled or not ctx.user:
             return
         view = self.view()

@@ -67,7 +67,8 @@ class ClientServer:
         self._requests = self._errors = self._malformed = 0
         self._extra_ops: dict[str, Handler] = {}
         # The server authenticates every request, so it owns the gate and the auth ops.
-        self.auth = AuthGate(member.mvcc.path, lease_keys=member.mvcc.lease_keys)
+        self.auth = AuthGate(member.mvcc.path, lease_keys=member.mvcc.lease_keys,
+                             barrier=barrier.wait)
         self.auth_service = AuthService(gate=self.auth, propose_entry=self.propose_entry,
                                         read_barrier=barrier.wait, header=member.header)
         self.auth_service.register(self)
@@ -128,7 +129,7 @@ class ClientServer:
         op = body.get("op")
         if not isinstance(op, str):
             raise UnknownOperationError(f"unknown operation {op!r}")
-        ctx = self.auth.admit(op, body)  # takes the token off; raises if not allowed
+        ctx = await self.auth.admit(op, body)  # takes the token off; raises if not allowed
         extra = self._extra_ops.get(op)
         if extra is not None:
             return await extra(body)
@@ -137,7 +138,7 @@ class ClientServer:
             return await self._range(request)
         if request.op not in kv.LOG_OPS:
             raise UnknownOperationError(f"operation {op!r} is not served by this member yet")
-        self.auth.check_request(ctx, request)  # fail fast; the applier checks again
+        await self.auth.check_request(ctx, request, fresh=False)  # the applier checks again
         return await self.propose(request)
 
     async def _range(self, request: kv.RangeRequest) -> dict[str, Any]:
@@ -145,7 +146,7 @@ class ClientServer:
             await self._barrier.wait()
         ctx = current_auth.get()
         if ctx is not None:  # after the barrier: honours auth changes committed before it
-            self.auth.check_request(ctx, request)
+            await self.auth.check_request(ctx, request, fresh=True)
         result = self._member.mvcc.range(request)
         return {"header": self._member.header(), **kv.result_to_wire(result)}
 

@@ -20,7 +20,9 @@ Layout:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.auth_perms import UserPerms, user_perms
 from cluster.auth_types import (
@@ -252,7 +254,7 @@ def _role_revoke(conn: sqlite3.Connection, req: RoleRevokePermissionRequest, _re
     return True
 
 
-_APPLY = {
+_APPLY: dict[type, Callable[[sqlite3.Connection, Any, int], bool]] = {
     AuthEnableRequest: _enable, AuthDisableRequest: _disable, UserAddRequest: _user_add,
     UserDeleteRequest: _user_delete, UserChangePasswordRequest: _user_change_password,
     UserGrantRoleRequest: _user_grant_role, UserRevokeRoleRequest: _user_revoke_role,

@@ -107,7 +107,7 @@ class BatchWriter:
         # Permission checks against the auth state of each entry's own index.
         self._auth = ApplyAuth(conn)
 
-    def apply(self, req: Request | Authed) -> Result:
+    def apply(self, entry: Request | Authed) -> Result:
         """Apply one request and return its result.
 
         Raises:
@@ -119,9 +119,12 @@ class BatchWriter:
         self._sub = 0
         compact_to: int | None = None
         result: Result
-        if isinstance(req, Authed):  # a client's request: check who sent it first
-            self._auth.check(req)
-            req = req.request
+        req: Request
+        if isinstance(entry, Authed):  # a client's request: check who sent it first
+            self._auth.check(entry)
+            req = entry.request
+        else:
+            req = entry
         if isinstance(req, _AUTH_CLASSES):
             result = apply_auth(self._conn, req)  # type: ignore[assignment]
             self._auth.refresh()

@@ -131,10 +131,12 @@ def restore_cmd(s: Settings, file: Path, name: str, data_dir: Path | None,
         raise BadRequestError(str(exc)) from None
     cfg = dataclasses.replace(cfg, data_dir=data_dir or Path(f"{name}.etcdlite"))
     result = restore_snapshot(file, cfg)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if s.write_out == "json":
         out.echo_json({"dataDir": os.fspath(result.data_dir), "name": result.name,
                        "memberID": result.member_id, "clusterID": result.cluster_id,
-                       "revision": result.revision})
+                       "revision": result.revision, "warnings": list(result.warnings)})
         return
     click.echo(f"restored snapshot {file} into {result.data_dir}: member {result.name} "
                f"({result.member_id:x}) of new cluster {result.cluster_id:x}, "

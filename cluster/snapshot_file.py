@@ -78,6 +78,8 @@ class RestoreResult:
     member_id: int
     cluster_id: int
     revision: int
+    warnings: tuple[str, ...] = ()
+    """What the operator must know about the restored state (e.g. auth left off)."""
 
 
 def check_snapshot_file(path: Path) -> None:
@@ -108,30 +110,37 @@ def check_snapshot_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _as_state_db(path: Path) -> Iterator[Path]:
-    """A checked state.db for the snapshot at `path`: the file itself, or, for an
-    etcd-format (bbolt) snapshot, a temporary state.db imported from it.
+def _as_state_db(path: Path) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """A checked state.db for the snapshot at `path` and warnings about it: the file
+    itself, or, for an etcd-format (bbolt) snapshot, a temporary state.db imported
+    from it.
 
     Raises:
         BadRequestError: the file is neither an intact etcdlite nor etcd snapshot.
     """
     if not is_bolt_file(path):
         check_snapshot_file(path)
-        yield path
+        yield path, ()
         return
     with tempfile.TemporaryDirectory(prefix="etcdlite-import-") as tmp:
         imported = Path(tmp) / "state.db"
         try:
-            import_from_bolt(path, imported)
+            result = import_from_bolt(path, imported)
         except BoltFormatError as exc:
             raise BadRequestError(f"{path}: not a usable etcd snapshot: {exc}") from None
-        yield imported
+        warnings: tuple[str, ...] = ()
+        if result.auth_was_enabled:
+            warnings = (f"auth was enabled in {path}; its {result.users} users and "
+                        f"{result.roles} roles are restored but auth is OFF until you run "
+                        "`etcdlite auth enable` (or `etcdctl auth enable`) on the new "
+                        "cluster",)
+        yield imported, warnings
 
 
 @contextlib.contextmanager
 def _private_copy(path: Path) -> Iterator[MvccStore]:
     """The snapshot opened as a store, from a temporary copy (opening may migrate it)."""
-    with _as_state_db(path) as source, \
+    with _as_state_db(path) as (source, _warnings), \
             tempfile.TemporaryDirectory(prefix="etcdlite-snapshot-") as tmp:
         store = MvccStore.restore(source, Path(tmp) / "state.db")
         try:
@@ -168,7 +177,7 @@ def restore_snapshot(path: str | Path, cfg: MemberConfig) -> RestoreResult:
     if data_dir.exists() and any(data_dir.iterdir()):
         raise BadRequestError(f"data dir {data_dir} exists and is not empty; "
                               "restore only creates new members")
-    with _as_state_db(path) as source:
+    with _as_state_db(path) as (source, warnings):
         data_dir.mkdir(parents=True, exist_ok=True)
         try:
             revision = _restore_into(source, data_dir, cfg)
@@ -176,7 +185,8 @@ def restore_snapshot(path: str | Path, cfg: MemberConfig) -> RestoreResult:
             shutil.rmtree(data_dir, ignore_errors=True)
             raise
     return RestoreResult(data_dir=data_dir, name=cfg.me.name, member_id=cfg.me.member_id,
-                         cluster_id=cfg.cluster.cluster_id, revision=revision)
+                         cluster_id=cfg.cluster.cluster_id, revision=revision,
+                         warnings=warnings)
 
 
 def _restore_into(source: Path, data_dir: Path, cfg: MemberConfig) -> int:

@@ -12,16 +12,23 @@ state.db out the same way (storage/bbolt.py writes the pages):
   after a compaction, finishedCompactRev / scheduledCompactRev (revision bytes);
 - `lease`: leasepb.Lease {ID, TTL, RemainingTTL} keyed by the 8-byte id;
 - `members`, `members_removed`, `cluster` (clusterVersion), `alarm`
-  (etcdserverpb.AlarmMember keys), and the empty auth buckets etcd creates.
+  (etcdserverpb.AlarmMember keys);
+- `auth` (authEnabled, authRevision), `authUsers` (authpb.User with the bcrypt
+  hash, which etcd's Go bcrypt accepts) and `authRoles` (authpb.Role), so a real
+  etcd restored from an etcdlite snapshot keeps its users, roles and auth state.
 
 So `etcdctl snapshot status` reads the right revision and key count, and
 `etcdctl snapshot restore` seeds a real etcd from an etcdlite cluster.
 
 IMPORT is the other direction: a bbolt file (an etcd snapshot, or one of ours)
-becomes a state.db holding the same history, revision, compaction point and
-leases, so `etcdlite snapshot restore` can start an etcdlite cluster from an
-etcd backup. Membership and alarms are not imported: restore discards the old
-cluster's identity anyway (cluster/snapshot_file.py).
+becomes a state.db holding the same history, revision, compaction point,
+leases, users and roles, so `etcdlite snapshot restore` can start an etcdlite
+cluster from an etcd backup. Membership and alarms are not imported: restore
+discards the old cluster's identity anyway (cluster/snapshot_file.py). Auth
+comes back DISABLED even if it was enabled: etcdlite's tokens are signed with a
+cluster-wide secret that an etcd file does not hold, and it must be drawn once
+for the whole new cluster, which `auth enable` does through the log. The
+result says so (`auth_was_enabled`), and restore tells the operator.
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cluster.etcdpb import kv_pb2, lease_pb2, rpc_pb2
+from cluster.auth_types import Permission, PermType, User
+from cluster.etcdpb import auth_pb2, kv_pb2, lease_pb2, rpc_pb2
+from storage.auth import META_AUTH_ENABLED, META_AUTH_REVISION, load_view
 from storage.bbolt import BoltFormatError, BoltReader, write_bolt
 from storage.mvcc import MvccStore
 from storage.mvcc_schema import META_APPLIED_INDEX, META_COMPACT_REVISION, META_REVISION
@@ -142,11 +151,34 @@ def _small_buckets(conn: sqlite3.Connection) -> dict[bytes, list[tuple[bytes, by
             if alarm in _ALARM_TYPES
         ]
     return {
-        b"alarm": sorted(alarms), b"auth": [], b"authRoles": [], b"authUsers": [],
+        b"alarm": sorted(alarms), **_auth_buckets(conn),
         b"cluster": [(b"clusterVersion", ETCD_CLUSTER_VERSION)],
         b"lease": leases, b"members": sorted(members), b"members_removed": sorted(removed),
         b"meta": meta_bucket,
     }
+
+
+def _auth_buckets(conn: sqlite3.Connection) -> dict[bytes, list[tuple[bytes, bytes]]]:
+    if not _table_exists(conn, "auth_users"):
+        return {b"auth": [], b"authRoles": [], b"authUsers": []}
+    view = load_view(conn)
+    users = []
+    for user in view.users.values():
+        record = auth_pb2.User(name=user.name.encode(), password=user.password_hash,
+                               roles=sorted(user.roles))
+        if user.no_password:
+            record.options.no_password = True
+        users.append((user.name.encode(), record.SerializeToString()))
+    roles = []
+    for name, perms in view.roles.items():
+        record = auth_pb2.Role(name=name.encode(), keyPermission=[
+            auth_pb2.Permission(permType=auth_pb2.Permission.Type.Value(p.perm_type.value),
+                                key=p.key, range_end=p.range_end)
+            for p in sorted(perms, key=lambda p: (p.key, p.range_end))])
+        roles.append((name.encode(), record.SerializeToString()))
+    auth = [(b"authEnabled", b"\x01" if view.enabled else b"\x00"),
+            (b"authRevision", _REVISION.pack(view.revision))]
+    return {b"auth": auth, b"authRoles": sorted(roles), b"authUsers": sorted(users)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +213,9 @@ class ImportResult:
     compact_revision: int
     versions: int
     leases: int
+    users: int = 0
+    roles: int = 0
+    auth_was_enabled: bool = False
 
 
 def import_from_bolt(source: Path, state_db: Path) -> ImportResult:
@@ -211,6 +246,7 @@ def import_from_bolt(source: Path, state_db: Path) -> ImportResult:
                 conn.execute("INSERT INTO leases (id, granted_ttl, remaining_ttl)"
                              " VALUES (?, ?, ?)", (lease.ID, lease.TTL, lease.RemainingTTL))
                 leases += 1
+            users, roles, auth_was_enabled = _import_auth(conn, bolt)
             revision = max(revision, compact, 1)
             for name, value in ((META_REVISION, revision), (META_COMPACT_REVISION, compact),
                                 (META_APPLIED_INDEX, applied)):
@@ -222,7 +258,41 @@ def import_from_bolt(source: Path, state_db: Path) -> ImportResult:
             raise
         conn.close()
     return ImportResult(revision=revision, compact_revision=compact, versions=versions,
-                        leases=leases)
+                        leases=leases, users=users, roles=roles,
+                        auth_was_enabled=auth_was_enabled)
+
+
+def _import_auth(conn: sqlite3.Connection, bolt: BoltReader) -> tuple[int, int, bool]:
+    """Users, their roles and the roles' permissions; auth itself stays disabled
+    (see the module docstring). (users, roles, whether the source had auth on)."""
+    settings = dict(bolt.items(b"auth"))
+    was_enabled = settings.get(b"authEnabled", b"\x00") == b"\x01"
+    raw_revision = settings.get(b"authRevision", b"")
+    auth_rev = _REVISION.unpack(raw_revision)[0] if len(raw_revision) == 8 else 1
+    try:
+        users = [User(name=u.name.decode(), password_hash=u.password,
+                      no_password=u.options.no_password, roles=tuple(u.roles),
+                      cred_revision=auth_rev)
+                 for u in (auth_pb2.User.FromString(v) for _k, v in bolt.items(b"authUsers"))]
+        roles = {r.name.decode(): [Permission(PermType(auth_pb2.Permission.Type.Name(p.permType)),
+                                              p.key, p.range_end) for p in r.keyPermission]
+                 for r in (auth_pb2.Role.FromString(v) for _k, v in bolt.items(b"authRoles"))}
+    except Exception as exc:  # protobuf decode errors, bad UTF-8, unknown enum values
+        raise BoltFormatError(f"auth records are not etcd's: {exc}") from exc
+    for user in users:
+        conn.execute("INSERT INTO auth_users (name, password_hash, no_password, cred_revision)"
+                     " VALUES (?, ?, ?, ?)", (user.name, user.password_hash,
+                                              int(user.no_password), user.cred_revision))
+        conn.executemany("INSERT INTO auth_user_roles (user, role) VALUES (?, ?)",
+                         [(user.name, role) for role in user.roles])
+    for name, perms in roles.items():
+        conn.execute("INSERT INTO auth_roles (name) VALUES (?)", (name,))
+        conn.executemany("INSERT INTO auth_permissions (role, key, range_end, perm_type)"
+                         " VALUES (?, ?, ?, ?)",
+                         [(name, p.key, p.range_end, p.perm_type.value) for p in perms])
+    for name, value in ((META_AUTH_ENABLED, 0), (META_AUTH_REVISION, max(auth_rev, 1))):
+        conn.execute("UPDATE meta SET value = ? WHERE name = ?", (value, name))
+    return len(users), len(roles), was_enabled
 
 
 def _import_keys(conn: sqlite3.Connection, items: Iterator[tuple[bytes, bytes]]

@@ -84,8 +84,9 @@ def test_etcdlite_snapshot_is_read_by_etcdctl_and_restores_into_a_real_etcd(
     status = json.loads(ctl(etcdctl_bin, None, "snapshot", "status", str(snap), "-w", "json"))
     assert status["revision"] == revision
     # 30 puts + overwrite + 2 txn puts + tombstone + leased, plus etcd's bookkeeping
-    # entries (consistent index, cluster version, 3 members, 1 lease).
-    assert status["totalKey"] == 35 + 1 + 1 + 3 + 1
+    # entries (consistent index, cluster version, 3 members, 1 lease, authEnabled and
+    # authRevision).
+    assert status["totalKey"] == 35 + 1 + 1 + 3 + 1 + 2
     assert status["totalSize"] == snap.stat().st_size - 32
 
     data_dir = tmp_path / "etcd-restored"
@@ -130,9 +131,44 @@ def test_a_real_etcd_snapshot_seeds_an_etcdlite_cluster(
         "get", "k/00", "--rev=4", check=False).stderr
 
 
-def _ctl_stdin(binary: str, endpoint: str, args: tuple[str, ...], stdin: str | None) -> str:
+def _ctl_stdin(binary: str, endpoint: str, args: tuple[str, ...], stdin: str | None,
+               check: bool = True) -> str:
+    """stdout (with check) or stdout + stderr (without) of one etcdctl call."""
     done = subprocess.run([binary, f"--endpoints={endpoint}", *args],
                           env={**os.environ, "ETCDCTL_API": "3"}, input=stdin,
                           capture_output=True, text=True, timeout=30, check=False)
+    if not check:
+        return done.stdout + done.stderr
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def test_users_roles_and_auth_travel_to_a_real_etcd(
+        etcdctl_bin: str, etcd_bin: str, make_cluster: Callable[..., ProcessCluster],  # noqa: F811
+        tmp_path: Path) -> None:
+    """bcrypt hashes made by etcdlite log in on etcd; permissions mean the same there."""
+    pc = make_cluster(1, etcd=True)
+    pc.wait_for_leader(20)
+    lite = pc.etcd_endpoint("m1")
+    wait_until(lambda: _accepts(lite), 20, "m1's etcd port")
+    for args in (("user", "add", "root:rootpw"), ("user", "grant-role", "root", "root"),
+                 ("role", "add", "app"),
+                 ("role", "grant-permission", "app", "read", "app/", "--prefix"),
+                 ("user", "add", "alice:alicepw"), ("user", "grant-role", "alice", "app"),
+                 ("put", "app/x", "v"), ("auth", "enable")):
+        ctl(etcdctl_bin, lite, *args)
+    snap = tmp_path / "with-auth.db"
+    ctl(etcdctl_bin, lite, "--user", "root:rootpw", "snapshot", "save", str(snap))
+    data_dir = tmp_path / "etcd-restored"
+    ctl(etcdctl_bin, None, "snapshot", "restore", str(snap), "--data-dir", str(data_dir))
+    with real_etcd(etcd_bin, data_dir, tmp_path / "etcd.log") as etcd:
+        assert ctl(etcdctl_bin, etcd, "--user", "alice:alicepw", "get", "app/x",
+                   "--print-value-only") == "v\n"
+        denied = _ctl_stdin(etcdctl_bin, etcd, ("--user", "alice:alicepw", "put", "app/x",
+                                                 "w"), None, check=False)
+        assert "etcdserver: permission denied" in denied
+        anonymous = _ctl_stdin(etcdctl_bin, etcd, ("get", "app/x"), None, check=False)
+        assert "etcdserver: user name is empty" in anonymous
+        wrong = _ctl_stdin(etcdctl_bin, etcd, ("--user", "alice:nope", "get", "app/x"), None,
+                           check=False)
+        assert "authentication failed" in wrong

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from cluster.etcdpb import kv_pb2, lease_pb2
+from cluster.auth_types import (
+    AuthEnableRequest,
+    Permission,
+    PermType,
+    RoleAddRequest,
+    RoleGrantPermissionRequest,
+    UserAddRequest,
+    UserGrantRoleRequest,
+)
+from cluster.etcdpb import auth_pb2, kv_pb2, lease_pb2
 from cluster.kv import (
     AlarmAction,
     AlarmRequest,
@@ -19,6 +28,7 @@ from cluster.kv import (
     RangeRequest,
     TxnRequest,
 )
+from storage.auth import load_view
 from storage.bbolt import BoltFormatError, BoltReader, write_bolt
 from storage.etcd_backend import (
     export_to_bolt,
@@ -140,3 +150,42 @@ def test_import_refuses_a_bbolt_file_that_is_not_etcds(tmp_path: Path) -> None:
     with pytest.raises(BoltFormatError, match="not an etcd revision key"):
         import_from_bolt(tmp_path / "junk.db", tmp_path / "state.db")
     assert not (tmp_path / "state.db").exists()
+
+
+def test_users_roles_and_auth_state_go_to_etcds_auth_buckets_and_back(
+        store: MvccStore, tmp_path: Path) -> None:
+    feed = Feeder(store)
+    feed.one(UserAddRequest("root", b"$2b$10$roothash"))
+    feed.one(UserGrantRoleRequest("root", "root"))
+    feed.one(RoleAddRequest("app"))
+    feed.one(RoleGrantPermissionRequest("app", PermType.READWRITE, b"app/", b"app0"))
+    feed.one(RoleGrantPermissionRequest("app", PermType.READ, b"cfg"))
+    feed.one(UserAddRequest("svc", b"", no_password=True))
+    feed.one(UserGrantRoleRequest("svc", "app"))
+    feed.one(AuthEnableRequest(secret=b"s" * 32))
+    export_to_bolt(store.path, tmp_path / "etcd.db")
+    with BoltReader(tmp_path / "etcd.db") as bolt:
+        settings = dict(bolt.items(b"auth"))
+        assert settings[b"authEnabled"] == b"\x01"
+        users = {k: auth_pb2.User.FromString(v) for k, v in bolt.items(b"authUsers")}
+        roles = {k: auth_pb2.Role.FromString(v) for k, v in bolt.items(b"authRoles")}
+    assert (users[b"root"].password, list(users[b"root"].roles)) == (b"$2b$10$roothash",
+                                                                   ["root"])
+    assert users[b"svc"].options.no_password
+    assert [(p.permType, p.key, p.range_end) for p in roles[b"app"].keyPermission] == [
+        (auth_pb2.Permission.READWRITE, b"app/", b"app0"), (auth_pb2.Permission.READ, b"cfg", b"")]
+
+    result = import_from_bolt(tmp_path / "etcd.db", tmp_path / "back.db")
+    assert (result.users, result.roles, result.auth_was_enabled) == (2, 1, True)
+    back = MvccStore(tmp_path / "back.db")
+    try:
+        conn = sqlite3.connect(str(back.path))
+        view = load_view(conn)
+        conn.close()
+    finally:
+        back.close()
+    assert not view.enabled  # a new cluster turns it on with its own secret
+    assert view.users["svc"].roles == ("app",)
+    assert view.users["root"].password_hash == b"$2b$10$roothash"
+    assert sorted(view.roles["app"], key=lambda p: p.key) == [
+        Permission(PermType.READWRITE, b"app/", b"app0"), Permission(PermType.READ, b"cfg")]

@@ -98,12 +98,7 @@ def user_get_cmd(s: Settings, name: str) -> None:
 def user_list_cmd(s: Settings) -> None:
     """List every user."""
     with s.client() as c:
-        users = c.auth.user_list()
-    if s.write_out == "json":
-        out.echo_json({"users": users})
-        return
-    for user in users:
-        click.echo(user)
+        _echo_names(s, "users", c.auth.user_list())
 
 
 @user_group.command("passwd")
@@ -211,12 +206,16 @@ def role_get_cmd(s: Settings, name: str) -> None:
 def role_list_cmd(s: Settings) -> None:
     """List every role."""
     with s.client() as c:
-        roles = c.auth.role_list()
+        _echo_names(s, "roles", c.auth.role_list())
+
+
+def _echo_names(s: Settings, key: str, names: list[str]) -> None:
+    """A user or role list as etcdctl prints it: one name a line, or {key: [...]}."""
     if s.write_out == "json":
-        out.echo_json({"roles": roles})
+        out.echo_json({key: names})
         return
-    for role in roles:
-        click.echo(role)
+    for name in names:
+        click.echo(name)
 
 
 _PERM = click.Choice(["read", "write", "readwrite"], case_sensitive=False)

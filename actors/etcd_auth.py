@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 from actors.auth import TOKEN_FIELD
 from cluster import etcd_convert as cv
 from cluster.auth_types import PermType
 from cluster.etcdpb import auth_pb2 as authpb
 from cluster.etcdpb import rpc_pb2 as pb
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from actors.etcd_api import Handler, Method
 
 call_token: ContextVar[str | None] = ContextVar("etcd_call_token", default=None)
 """The auth token of the etcd call being served on this asyncio task (None: none sent)."""
@@ -131,12 +136,12 @@ class EtcdAuth:
                                   range_end=r.range_end)
         return pb.AuthRoleRevokePermissionResponse(header=header)
 
-    def methods(self) -> list[Any]:
+    def methods(self) -> list[Method]:
         """The Auth service's methods, as `actors.etcd_api.Method`s."""
         from actors.etcd_api import Method  # etcd_api imports this module
 
         auth = "/etcdserverpb.Auth/"
-        table = [
+        table: list[tuple[str, type[Message], type[Message], Handler]] = [
             ("AuthEnable", pb.AuthEnableRequest, pb.AuthEnableResponse, self.auth_enable),
             ("AuthDisable", pb.AuthDisableRequest, pb.AuthDisableResponse, self.auth_disable),
             ("Authenticate", pb.AuthenticateRequest, pb.AuthenticateResponse,

@@ -166,7 +166,7 @@ AuthRequest: TypeAlias = (
     | RoleRevokePermissionRequest
 )
 
-AUTH_REQUEST_TYPES: dict[str, type[Any]] = {
+AUTH_REQUEST_TYPES: dict[str, type[AuthRequest]] = {
     cls.op: cls for cls in (
         AuthEnableRequest, AuthDisableRequest, UserAddRequest, UserDeleteRequest,
         UserChangePasswordRequest, UserGrantRoleRequest, UserRevokeRoleRequest,
@@ -241,4 +241,4 @@ def auth_request_from_wire(body: dict[str, Any]) -> AuthRequest:
         elif not isinstance(value, bytes):
             raise ValueError(f"{cls.op}: '{name}' must be bytes")
         kwargs[name] = value
-    return cls(**kwargs)  # type: ignore[no-any-return]
+    return cls(**kwargs)

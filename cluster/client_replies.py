@@ -8,6 +8,7 @@ rather than a KeyError or TypeError deep inside user code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cluster.client_types import (
@@ -140,7 +141,8 @@ def _txn(m: dict[str, Any], header: ResponseHeader) -> TxnResult:
     return TxnResult(header=header, succeeded=succeeded, responses=tuple(responses))
 
 
-_NESTED = {"range": _range, "put": _put, "delete_range": _delete, "txn": _txn}
+_NESTED: dict[str, Callable[[dict[str, Any], ResponseHeader], TxnResponse]] = {
+    "range": _range, "put": _put, "delete_range": _delete, "txn": _txn}
 
 
 def parse_range(reply: dict[str, Any], endpoint: str) -> RangeResult:

@@ -248,12 +248,15 @@ def resolve_member_config(*, config_path: Path | None, name: str | None,
     me = cluster.member(name)
     # Listen overrides change where this member binds, never its id: the
     # others derived that id from the advertised urls in the cluster list.
-    for key, attr in (("listen-peer-urls", "peer_url"), ("listen-client-urls", "client_url")):
+    for key in ("listen-peer-urls", "listen-client-urls"):
         value = flag_layer.get(key, env_layer.get(key))
         if value is not None:
             url = _single_url(key, value)
             check_nng_url(url, key)
-            me = replace(me, **{attr: url})
+            if key == "listen-peer-urls":
+                me = replace(me, peer_url=url)
+            else:
+                me = replace(me, client_url=url)
     data_dir = flag_layer.get("data-dir", env_layer.get("data-dir"))
     member_dir = Path(str(data_dir)) if data_dir is not None else cluster.data_dir / name
     return MemberConfig(cluster=cluster, me=me, data_dir=member_dir)

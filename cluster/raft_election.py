@@ -17,7 +17,7 @@ from cluster.messages import (
 from cluster.quorum import VoteResult, vote_result
 
 if TYPE_CHECKING:
-    from cluster.raft import Raft
+    from cluster.raft_state import RaftState
 
 MT = MessageType
 
@@ -26,9 +26,13 @@ TRANSFER_CONTEXT = b"transfer"
 
 
 class ElectionRole:
-    """Campaigning and voting. `self` is always a `Raft`."""
+    """Campaigning and voting.
 
-    def _hup(self: Raft, *, transfer: bool) -> None:
+    `self` is always a `Raft`; it is typed as the `RaftState` Protocol
+    (cluster/raft_state.py) so that mypy can check the composition.
+    """
+
+    def _hup(self: RaftState, *, transfer: bool) -> None:
         if self.role is Role.LEADER or not self.promotable():
             return
         if self.log.applied < self.log.committed and self._has_unapplied_conf_change():
@@ -40,13 +44,13 @@ class ElectionRole:
             self._become_candidate()
             self._request_votes(MT.VOTE, self.term, TRANSFER_CONTEXT if transfer else b"")
 
-    def _has_unapplied_conf_change(self: Raft) -> bool:
+    def _has_unapplied_conf_change(self: RaftState) -> bool:
         base = self.log.applied + 1
         return any(e.type is EntryType.CONF_CHANGE
                    for e in self.log.slice(base, self.log.committed + 1, 1 << 62, 1 << 30)) \
             if base <= self.log.committed else False
 
-    def _request_votes(self: Raft, mtype: MessageType, term: int, context: bytes) -> None:
+    def _request_votes(self: RaftState, mtype: MessageType, term: int, context: bytes) -> None:
         resp = MT.PRE_VOTE_RESP if mtype is MT.PRE_VOTE else MT.VOTE_RESP
         self._record_vote(Message(resp, to=self.id, frm=self.id, term=term))
         for pid in sorted(self.conf.voters):
@@ -55,7 +59,7 @@ class ElectionRole:
                                    index=self.log.last_index(), log_term=self.log.last_term(),
                                    context=context))
 
-    def _handle_vote_request(self: Raft, m: Message) -> None:
+    def _handle_vote_request(self: RaftState, m: Message) -> None:
         can_vote = (self.vote == m.frm
                     or (self.vote == NONE and self.leader == NONE)
                     or (m.type is MT.PRE_VOTE and m.term > self.term))
@@ -68,7 +72,7 @@ class ElectionRole:
         else:
             self._send(Message(resp, to=m.frm, frm=self.id, term=self.term, reject=True))
 
-    def _record_vote(self: Raft, m: Message) -> None:
+    def _record_vote(self: RaftState, m: Message) -> None:
         self.votes.setdefault(m.frm, not m.reject)
         result = vote_result(self.conf.voters, self.votes)
         if result is VoteResult.WON:

@@ -13,18 +13,29 @@ from cluster.messages import (
     MessageType,
     ReadState,
     Role,
+    Snapshot,
 )
 
 if TYPE_CHECKING:
-    from cluster.raft import Raft
+    from cluster.raft_state import RaftState
 
 MT = MessageType
 
 
 class FollowerRole:
-    """Methods used while following or campaigning. `self` is always a `Raft`."""
+    """Methods used while following or campaigning.
 
-    def _step_candidate(self: Raft, m: Message) -> None:
+    `self` is always a `Raft`; it is typed as the `RaftState` Protocol
+    (cluster/raft_state.py) so that mypy can check the composition.
+    """
+
+    # mypy turns `self._pending_snapshot = m.snapshot` in _handle_snapshot into an
+    # attribute of this class typed `Snapshot` (narrowed by the assert there), which
+    # clashes with Raft's `Snapshot | None`. Declaring it here (an annotation only,
+    # nothing at run time) keeps the one type.
+    _pending_snapshot: Snapshot | None
+
+    def _step_candidate(self: RaftState, m: Message) -> None:
         expected = MT.PRE_VOTE_RESP if self.role is Role.PRE_CANDIDATE else MT.VOTE_RESP
         if m.type is MT.PROP:
             return  # no leader: dropped
@@ -36,7 +47,7 @@ class FollowerRole:
         elif m.type is MT.TIMEOUT_NOW:
             pass  # a candidate ignores it
 
-    def _step_follower(self: Raft, m: Message) -> None:
+    def _step_follower(self: RaftState, m: Message) -> None:
         t = m.type
         if t is MT.PROP:
             if self.leader != NONE:
@@ -65,7 +76,7 @@ class FollowerRole:
         elif t is MT.READ_INDEX_RESP:
             self.read_states.append(ReadState(m.index, m.entries[0].data if m.entries else b""))
 
-    def _handle_append(self: Raft, m: Message) -> None:
+    def _handle_append(self: RaftState, m: Message) -> None:
         if m.index < self.log.committed:
             self._send(Message(MT.APP_RESP, to=m.frm, frm=self.id, index=self.log.committed))
             return
@@ -77,7 +88,7 @@ class FollowerRole:
             self._send(Message(MT.APP_RESP, to=m.frm, frm=self.id, index=m.index, reject=True,
                                reject_hint=hint, log_term=hint_term))
 
-    def _handle_snapshot(self: Raft, m: Message) -> None:
+    def _handle_snapshot(self: RaftState, m: Message) -> None:
         assert m.snapshot is not None
         meta = m.snapshot.meta
         if meta.index <= self.log.committed:

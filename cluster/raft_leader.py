@@ -22,21 +22,25 @@ from cluster.progress import ProgressState
 from cluster.quorum import committed_index, has_quorum
 
 if TYPE_CHECKING:
-    from cluster.raft import Raft
+    from cluster.raft_state import RaftState
 
 MT = MessageType
 
 
 class LeaderRole:
-    """Methods used while leading. `self` is always a `Raft`."""
+    """Methods used while leading.
 
-    def _send(self: Raft, m: Message) -> None:
+    `self` is always a `Raft`; it is typed as the `RaftState` Protocol
+    (cluster/raft_state.py) so that mypy can check the composition.
+    """
+
+    def _send(self: RaftState, m: Message) -> None:
         if m.term == 0 and m.type not in (MT.PROP, MT.READ_INDEX, MT.TRANSFER_LEADER):
             m = Message(m.type, m.to, m.frm, self.term, m.log_term, m.index, m.entries,
                         m.commit, m.reject, m.reject_hint, m.context, m.snapshot)
         self.msgs.append(m)
 
-    def _append_entries(self: Raft, entries: list[Entry]) -> None:
+    def _append_entries(self: RaftState, entries: list[Entry]) -> None:
         last = self.log.last_index()
         stamped = [Entry(last + 1 + i, self.term, e.type, e.data) for i, e in enumerate(entries)]
         for e in stamped:
@@ -44,10 +48,10 @@ class LeaderRole:
                 self.pending_conf_index = e.index
         self.log.append(stamped)
 
-    def _committed_in_current_term(self: Raft) -> bool:
+    def _committed_in_current_term(self: RaftState) -> bool:
         return self.log.term(self.log.committed) == self.term
 
-    def _maybe_commit(self: Raft) -> bool:
+    def _maybe_commit(self: RaftState) -> bool:
         match = {pid: pr.match for pid, pr in self.progress.items()}
         index = committed_index(self.conf.voters, match)
         # Raft §5.4.2: only entries of the current term are committed by counting.
@@ -56,12 +60,12 @@ class LeaderRole:
             return True
         return False
 
-    def _bcast_append(self: Raft) -> None:
+    def _bcast_append(self: RaftState) -> None:
         for pid in sorted(self.progress):
             if pid != self.id:
                 self._send_append(pid, send_if_empty=True)
 
-    def _send_append(self: Raft, pid: int, *, send_if_empty: bool) -> bool:
+    def _send_append(self: RaftState, pid: int, *, send_if_empty: bool) -> bool:
         pr = self.progress[pid]
         if pr.is_paused():
             return False
@@ -84,7 +88,7 @@ class LeaderRole:
             pr.probe_sent = True
         return True
 
-    def _send_snapshot(self: Raft, pid: int) -> bool:
+    def _send_snapshot(self: RaftState, pid: int) -> bool:
         pr = self.progress[pid]
         if not pr.recent_active:
             return False
@@ -94,7 +98,7 @@ class LeaderRole:
         pr.become_snapshot(meta.index)
         return True
 
-    def _bcast_heartbeat(self: Raft, context: bytes) -> None:
+    def _bcast_heartbeat(self: RaftState, context: bytes) -> None:
         ctx = context or self.read_only.last_pending_context()
         for pid in sorted(self.progress):
             if pid == self.id:
@@ -103,7 +107,7 @@ class LeaderRole:
             self._send(Message(MT.HEARTBEAT, to=pid, frm=self.id,
                                commit=min(pr.match, self.log.committed), context=ctx))
 
-    def _step_leader(self: Raft, m: Message) -> None:
+    def _step_leader(self: RaftState, m: Message) -> None:
         t = m.type
         if t is MT.BEAT:
             self._bcast_heartbeat(b"")
@@ -143,7 +147,7 @@ class LeaderRole:
             else:
                 self._handle_transfer(m.frm)
 
-    def _handle_append_response(self: Raft, m: Message) -> None:
+    def _handle_append_response(self: RaftState, m: Message) -> None:
         pr = self.progress[m.frm]
         pr.recent_active = True
         if m.reject:
@@ -171,7 +175,7 @@ class LeaderRole:
             if m.frm == self.lead_transferee and pr.match == self.log.last_index():
                 self._send(Message(MT.TIMEOUT_NOW, to=m.frm, frm=self.id))
 
-    def _leader_read_index(self: Raft, m: Message) -> None:
+    def _leader_read_index(self: RaftState, m: Message) -> None:
         context = m.entries[0].data if m.entries else b""
         if len(self.conf.voters) == 1 and self.id in self.conf.voters:
             self._release_read(m.frm, self.log.committed, context)
@@ -184,21 +188,21 @@ class LeaderRole:
         self.read_only.recv_ack(self.id, context)
         self._bcast_heartbeat(context)
 
-    def _handle_read_ack(self: Raft, m: Message) -> None:
+    def _handle_read_ack(self: RaftState, m: Message) -> None:
         acks = self.read_only.recv_ack(m.frm, m.context)
         if acks is None or not has_quorum(self.conf.voters, acks):
             return
         for status in self.read_only.advance(m.context):
             self._release_read(status.requester, status.index, status.context)
 
-    def _release_read(self: Raft, requester: int, index: int, context: bytes) -> None:
+    def _release_read(self: RaftState, requester: int, index: int, context: bytes) -> None:
         if requester == self.id or requester == NONE:
             self.read_states.append(ReadState(index, context))
         else:
             self._send(Message(MT.READ_INDEX_RESP, to=requester, frm=self.id, index=index,
                                entries=(Entry(0, 0, EntryType.NORMAL, context),)))
 
-    def _handle_transfer(self: Raft, transferee: int) -> None:
+    def _handle_transfer(self: RaftState, transferee: int) -> None:
         if self.role is not Role.LEADER:
             return
         pr = self.progress.get(transferee)

@@ -39,6 +39,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 from cluster.auth_types import Permission, PermType, User
@@ -171,11 +172,14 @@ def _auth_buckets(conn: sqlite3.Connection) -> dict[bytes, list[tuple[bytes, byt
         users.append((user.name.encode(), record.SerializeToString()))
     roles = []
     for name, perms in view.roles.items():
-        record = auth_pb2.Role(name=name.encode(), keyPermission=[
-            auth_pb2.Permission(permType=auth_pb2.Permission.Type.Value(p.perm_type.value),
+        # The cast is for the stubs only: grpc_tools' generated .pyi types the enum's
+        # Value() as a plain int, where the field's type is its Permission.Type.
+        role_record = auth_pb2.Role(name=name.encode(), keyPermission=[
+            auth_pb2.Permission(permType=cast("auth_pb2.Permission.Type",
+                                              auth_pb2.Permission.Type.Value(p.perm_type.value)),
                                 key=p.key, range_end=p.range_end)
             for p in sorted(perms, key=lambda p: (p.key, p.range_end))])
-        roles.append((name.encode(), record.SerializeToString()))
+        roles.append((name.encode(), role_record.SerializeToString()))
     auth = [(b"authEnabled", b"\x01" if view.enabled else b"\x00"),
             (b"authRevision", _REVISION.pack(view.revision))]
     return {b"auth": auth, b"authRoles": sorted(roles), b"authUsers": sorted(users)}

@@ -21,8 +21,9 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import final
+from typing import TypeAlias, final
 
+from cluster.auth_types import Authed, AuthRequest, AuthResult
 from cluster.errors import CompactedError, EtcdliteError
 from cluster.kv import KeyValue, MemberAttrRequest, RangeRequest, RangeResult, Request, Result
 from storage.members import (
@@ -56,6 +57,13 @@ from storage.request_ids import (
 
 _READER_BUSY_TIMEOUT_MS = 5000
 """A reader waits this long for an exclusive operation (VACUUM, restore) to finish."""
+
+
+AppliedRequest: TypeAlias = Request | AuthRequest | Authed | MemberChange
+"""What a committed entry carries to `MvccStore.apply` (decoded by actors/applier.py)."""
+
+AppliedResult: TypeAlias = Result | AuthResult | list[MemberRecord]
+"""What applying one `AppliedRequest` returns (a membership change: the new member list)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +156,9 @@ class MvccStore:
     # --- apply -----------------------------------------------------------------------
 
     def apply(
-        self, batch: Sequence[tuple[int, Request | None]],
+        self, batch: Sequence[tuple[int, AppliedRequest | None]],
         request_ids: Sequence[int | None] | None = None,
-    ) -> list[Result | EtcdliteError | None]:
+    ) -> list[AppliedResult | EtcdliteError | None]:
         """Apply committed entries in index order, in ONE transaction, exactly once.
 
         Args:
@@ -177,7 +185,7 @@ class MvccStore:
         for index, _ in batch:
             assert index > previous, f"batch indexes must increase: {index} after {previous}"
             previous = index
-        results: list[Result | EtcdliteError | None] = [None] * len(batch)
+        results: list[AppliedResult | EtcdliteError | None] = [None] * len(batch)
         if not batch or batch[-1][0] <= self._applied_index:
             return results
         conn = self._conn
@@ -193,10 +201,10 @@ class MvccStore:
                 conn.execute("SAVEPOINT request")
                 try:
                     if isinstance(req, MemberChange):
-                        results[position] = apply_member_change(conn, req)  # type: ignore[call-overload]
+                        results[position] = apply_member_change(conn, req)
                     elif isinstance(req, MemberAttrRequest):
                         # Membership, not key space: the revision stays (as in etcd).
-                        results[position] = apply_member_attributes(conn, req)  # type: ignore[call-overload]
+                        results[position] = apply_member_attributes(conn, req)
                     else:
                         results[position] = writer.apply(req)
                 except EtcdliteError as err:

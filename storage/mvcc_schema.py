@@ -80,7 +80,7 @@ _KV_TABLES_SQL = (
 def _migrate_to_1(db: sqlite_utils.Database) -> None:
     for sql in _KV_TABLES_SQL:
         db.execute(sql)
-    db["leases"].create(  # type: ignore[union-attr]
+    db.table("leases").create(
         {"id": int, "granted_ttl": int, "remaining_ttl": int},
         pk="id", not_null={"granted_ttl", "remaining_ttl"}, if_not_exists=True,
     )
@@ -123,7 +123,7 @@ def open_connection(path: Path | str) -> sqlite3.Connection:
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create or migrate the schema in place, one transaction per step."""
     db = sqlite_utils.Database(conn, execute_plugins=False)
-    db["meta"].create(  # type: ignore[union-attr]
+    db.table("meta").create(
         {"name": str, "value": int}, pk="name", not_null={"value"}, if_not_exists=True
     )
     row = conn.execute(

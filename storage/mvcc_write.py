@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from typing import Any, final
+from typing import Any, cast, final
 
 from cluster.alarm_types import AlarmRequest
-from cluster.auth_types import AUTH_REQUEST_TYPES, Authed
+from cluster.auth_types import AUTH_REQUEST_TYPES, Authed, AuthRequest, AuthResult
 from cluster.errors import (
     BadRequestError,
     CompactedError,
@@ -107,7 +107,7 @@ class BatchWriter:
         # Permission checks against the auth state of each entry's own index.
         self._auth = ApplyAuth(conn)
 
-    def apply(self, entry: Request | Authed) -> Result:
+    def apply(self, entry: Request | AuthRequest | Authed) -> Result | AuthResult:
         """Apply one request and return its result.
 
         Raises:
@@ -119,16 +119,19 @@ class BatchWriter:
         self._sub = 0
         compact_to: int | None = None
         result: Result
-        req: Request
+        req: Request | AuthRequest
         if isinstance(entry, Authed):  # a client's request: check who sent it first
             self._auth.check(entry)
             req = entry.request
         else:
             req = entry
         if isinstance(req, _AUTH_CLASSES):
-            result = apply_auth(self._conn, req)  # type: ignore[assignment]
+            auth_result = apply_auth(self._conn, req)
             self._auth.refresh()
-            return result
+            return auth_result
+        # mypy does not narrow on isinstance against a tuple of class *values*, so
+        # it would keep the auth requests in `req`'s type though they returned above.
+        req = cast(Request, req)
         if self._nospace and grows_store(req):
             raise NoSpaceError(NO_SPACE_MESSAGE)
         match req:

@@ -70,19 +70,19 @@ class SqliteWal:
                 f"{self.path}: WAL schema version {version}, expected {SCHEMA_VERSION}"
             )
         with db.atomic():
-            db["entries"].create(
+            db.table("entries").create(
                 {"index": int, "term": int, "type": int, "data": bytes},
                 pk="index", not_null={"term", "type", "data"}, if_not_exists=True,
             )
-            db["hard_state"].create(
+            db.table("hard_state").create(
                 {"id": int, "term": int, "vote": int, "commit": int},
                 pk="id", not_null={"term", "vote", "commit"}, if_not_exists=True,
             )
-            db["snapshot_meta"].create(
+            db.table("snapshot_meta").create(
                 {"id": int, "index": int, "term": int, "meta": bytes},
                 pk="id", not_null={"index", "term", "meta"}, if_not_exists=True,
             )
-            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- RaftWal ---------------------------------------------------------------

@@ -252,9 +252,9 @@ def import_from_bolt(source: Path, state_db: Path) -> ImportResult:
                 leases += 1
             users, roles, auth_was_enabled = _import_auth(conn, bolt)
             revision = max(revision, compact, 1)
-            for name, value in ((META_REVISION, revision), (META_COMPACT_REVISION, compact),
-                                (META_APPLIED_INDEX, applied)):
-                conn.execute("UPDATE meta SET value = ? WHERE name = ?", (value, name))
+            for name, number in ((META_REVISION, revision), (META_COMPACT_REVISION, compact),
+                                 (META_APPLIED_INDEX, applied)):
+                conn.execute("UPDATE meta SET value = ? WHERE name = ?", (number, name))
             conn.execute("COMMIT")
         except BaseException:
             conn.close()

@@ -6,32 +6,23 @@ Keys and values stay `bytes` (etcd keys are bytes, not text); the `*_str`
 properties exist only because most keys in practice are UTF-8 and typing
 `.decode()` everywhere is noise.
 
-`cluster/kv.py` (written in parallel) will own the member-side request and
-result types; these client-side ones may be unified with it later.
+The data model's own values (`KeyValue`, `SortOrder`, `SortTarget`) are the
+member's (cluster/kv_types.py), re-exported here; the results below differ from
+the member-side ones in carrying the answering member's `ResponseHeader`.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from cluster.kv_types import KeyValue, SortOrder, SortTarget
 
-class SortOrder(enum.StrEnum):
-    """How `range` orders its result; the wire carries the value string."""
-
-    NONE = "none"
-    ASCEND = "ascend"
-    DESCEND = "descend"
-
-
-class SortTarget(enum.StrEnum):
-    """Which field `range` sorts by; the wire carries the value string."""
-
-    KEY = "key"
-    VERSION = "version"
-    CREATE = "create"
-    MOD = "mod"
-    VALUE = "value"
+__all__ = [
+    "CompactResult", "DeleteResult", "KeyValue", "LeaseGrantResult", "LeaseKeepAliveResult",
+    "LeaseLeasesResult", "LeaseRevokeResult", "LeaseTimeToLiveResult", "Member",
+    "MemberListResult", "PutResult", "RangeResult", "ResponseHeader", "SortOrder",
+    "SortTarget", "Status", "TxnResult",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,28 +33,6 @@ class ResponseHeader:
     member_id: int
     revision: int
     raft_term: int
-
-
-@dataclass(frozen=True, slots=True)
-class KeyValue:
-    """One key as stored at some revision (etcd's mvccpb.KeyValue)."""
-
-    key: bytes
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
-    lease: int
-
-    @property
-    def key_str(self) -> str:
-        """The key decoded as UTF-8 (undecodable bytes are replaced, not raised)."""
-        return self.key.decode("utf-8", errors="replace")
-
-    @property
-    def value_str(self) -> str:
-        """The value decoded as UTF-8 (undecodable bytes are replaced, not raised)."""
-        return self.value.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ class CompareResult(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class KeyValue:
-    """One version of a key as stored (etcd's mvccpb.KeyValue)."""
+    """One version of a key as stored (etcd's mvccpb.KeyValue); the client returns it too."""
 
     key: bytes
     value: bytes = b""
@@ -54,6 +54,17 @@ class KeyValue:
     mod_revision: int = 0
     version: int = 0
     lease: int = 0
+
+    @property
+    def key_str(self) -> str:
+        """The key decoded as UTF-8 (undecodable bytes are replaced, not raised): most
+        keys are text in practice, and `.decode()` everywhere is noise."""
+        return self.key.decode("utf-8", errors="replace")
+
+    @property
+    def value_str(self) -> str:
+        """The value decoded as UTF-8 (undecodable bytes are replaced, not raised)."""
+        return self.value.decode("utf-8", errors="replace")
 
 
 # --- requests -------------------------------------------------------------------

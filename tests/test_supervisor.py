@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -173,15 +175,30 @@ def _member_pids(sup_pid: int) -> list[int]:
     return [p.pid for p in psutil.Process(sup_pid).children()]
 
 
+@contextlib.contextmanager
+def _supervisor(tmp_path: Path, members: int, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """supervisor.py on an ipc:// cluster of `members` under tmp_path; killed (with its
+    members, by their parent-death signal) however the test ends."""
+    cfg_path = tmp_path / "ipc.toml"
+    cfg_path.write_text(dump_toml(local_cluster_ipc(members, tmp_path)))
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "supervisor.py"), "--config", str(cfg_path), "--no-tui",
+         *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
 @pytest.mark.e2e
 def test_supervisor_restarts_a_killed_member_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    cfg_path = tmp_path / "ipc.toml"
-    cfg_path.write_text(dump_toml(local_cluster_ipc(3, tmp_path)))
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "supervisor.py"), "--config", str(cfg_path), "--no-tui"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     lines: list[str] = []
-    try:
+    with _supervisor(tmp_path, 3) as proc:
         _wait_for(proc, lines, "became leader", 30)
         members = _member_pids(proc.pid)
         assert len(members) == 3
@@ -194,23 +211,12 @@ def test_supervisor_restarts_a_killed_member_and_leaves_nothing_behind(tmp_path:
         assert proc.wait(timeout=15) == 0
         assert not [p for p in members if psutil.pid_exists(p)
                     and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 @pytest.mark.e2e
 def test_members_die_with_a_killed_supervisor(tmp_path: Path) -> None:
-    cfg_path = tmp_path / "ipc.toml"
-    cfg_path.write_text(dump_toml(local_cluster_ipc(2, tmp_path)))
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "supervisor.py"), "--config", str(cfg_path), "--no-tui"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     lines: list[str] = []
-    try:
+    with _supervisor(tmp_path, 2) as proc:
         _wait_for(proc, lines, "m2 started", 30)
         members = [psutil.Process(p) for p in _member_pids(proc.pid)]
         assert len(members) == 2
@@ -218,47 +224,23 @@ def test_members_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         proc.wait()
         _, alive = psutil.wait_procs(members, timeout=10)
         assert not alive
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 @pytest.mark.e2e
 def test_restart_no_leaves_a_dead_member_dead_and_exits_1(tmp_path: Path) -> None:
-    cfg_path = tmp_path / "ipc.toml"
-    cfg_path.write_text(dump_toml(local_cluster_ipc(1, tmp_path)))
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "supervisor.py"), "--config", str(cfg_path), "--no-tui",
-         "--restart", "no"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     lines: list[str] = []
-    try:
+    with _supervisor(tmp_path, 1, "--restart", "no") as proc:
         _wait_for(proc, lines, "m1 started", 30)
         os.kill(_member_pids(proc.pid)[0], signal.SIGKILL)
         _wait_for(proc, lines, "m1 exited (signal 9); not restarting", 10)
         assert proc.wait(timeout=10) == 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 @pytest.mark.e2e
 def test_add_member_grows_a_running_supervised_cluster(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    cfg_path = tmp_path / "ipc.toml"
-    cfg_path.write_text(dump_toml(local_cluster_ipc(3, tmp_path)))
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "supervisor.py"), "--config", str(cfg_path),
-         "--data-dir", str(data), "--no-tui"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     lines: list[str] = []
-    try:
+    with _supervisor(tmp_path, 3, "--data-dir", str(data)) as proc:
         _wait_for(proc, lines, "became leader", 30)
         add = subprocess.run(
             [sys.executable, str(REPO / "supervisor.py"), "--data-dir", str(data),
@@ -269,9 +251,3 @@ def test_add_member_grows_a_running_supervised_cluster(tmp_path: Path) -> None:
         assert len(_member_pids(proc.pid)) == 4
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()

@@ -41,6 +41,7 @@ from cluster.config_model import (
     make_cluster_config,
     member_id_for,
     member_spec,
+    nng_peer_url,
     parse_retention,
 )
 
@@ -50,7 +51,8 @@ __all__ = [
     "MemberConfig", "MemberSpec", "check_nng_url", "cluster_id_for",
     "default_local_cluster", "dump_toml", "find_free_ports", "load_cluster_config",
     "local_cluster_ipc", "local_cluster_on_ports", "make_cluster_config", "member_id_for",
-    "member_spec", "parse_initial_cluster", "parse_retention", "resolve_member_config",
+    "member_spec", "nng_peer_url", "parse_initial_cluster", "parse_retention",
+    "resolve_member_config",
 ]
 
 
@@ -119,13 +121,15 @@ def _member_tuple(entry: Mapping[str, object], origin: str) -> tuple[str, str, s
     name, peer = entry.get("name"), entry.get("peer-url")
     if not isinstance(name, str) or not isinstance(peer, str):
         raise ValueError(f"{origin}: every [[member]] needs string name and peer-url")
+    peer = nng_peer_url(peer)
     client, etcd = _derived_urls(peer)
     return (name, peer, str(entry.get("client-url", client)),
             str(entry.get("etcd-client-url", etcd)))
 
 
 def parse_initial_cluster(text: str) -> list[tuple[str, str]]:
-    """etcd's "m1=tcp://h:p,m2=tcp://h:p" -> [(name, peer_url)], one url per member."""
+    """etcd's "m1=tcp://h:p,m2=tcp://h:p" -> [(name, peer_url)], one url per member
+    (etcd's http:// and unix:// forms are taken as the same tcp:// / ipc:// endpoint)."""
     pairs: list[tuple[str, str]] = []
     for item in filter(None, (p.strip() for p in text.split(","))):
         name, sep, url = item.partition("=")
@@ -133,7 +137,7 @@ def parse_initial_cluster(text: str) -> list[tuple[str, str]]:
             raise ValueError(f"initial-cluster item {item!r}: expected name=url")
         if any(n == name for n, _ in pairs):
             raise ValueError(f"initial-cluster: member {name!r} listed twice (one url each)")
-        pairs.append((name.strip(), url.strip()))
+        pairs.append((name.strip(), nng_peer_url(url.strip())))
     if not pairs:
         raise ValueError("initial-cluster is empty")
     return pairs

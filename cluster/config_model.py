@@ -260,9 +260,24 @@ def parse_retention(mode: str, text: str) -> float:
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
+def nng_peer_url(url: str) -> str:
+    """An etcd-style peer URL as the nng URL of the same endpoint: http://host:port is
+    tcp://host:port, unix:///path is ipc:///path (what `etcdctl member add` stores
+    too), so etcd's --initial-cluster strings work unchanged. Anything else is left
+    for check_nng_url to judge; https is refused there, as etcdlite has no TLS."""
+    parts = urlsplit(url)
+    if parts.scheme == "http":
+        return f"tcp://{parts.netloc}"
+    if parts.scheme == "unix":
+        return f"ipc://{parts.netloc}{parts.path}"
+    return url
+
+
 def check_nng_url(url: str, what: str) -> None:
     """tcp://host:port or ipc:///path only: the transports members speak."""
     parts = urlsplit(url)
+    if parts.scheme in ("https", "unixs"):
+        raise ValueError(f"{what} {url!r}: etcdlite has no TLS; use tcp:// (or http://)")
     if parts.scheme not in PEER_SCHEMES:
         raise ValueError(f"{what} {url!r}: scheme must be tcp:// or ipc://")
     if parts.scheme == "tcp":

@@ -165,8 +165,8 @@ def etcd_peer_url(url: str) -> str:
     A host:port is the same endpoint under either scheme, so translate on the way in:
     `--peer-urls=http://10.0.0.4:2380` registers tcp://10.0.0.4:2380 and
     `unix:///run/m4-peer.ipc` registers ipc:///run/m4-peer.ipc. The member started
-    afterwards must advertise exactly that nng URL (etcdctl prints it back in
-    ETCD_INITIAL_CLUSTER) to be recognised as the added member."""
+    afterwards advertises that endpoint in either form (cluster.config reads etcd's
+    http:// and unix:// peer URLs the same way) to be recognised as the added member."""
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         return f"tcp://{parts.netloc}"

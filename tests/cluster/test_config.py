@@ -16,6 +16,7 @@ from cluster.config import (
     local_cluster_on_ports,
     make_cluster_config,
     member_id_for,
+    parse_initial_cluster,
     parse_retention,
     resolve_member_config,
 )
@@ -195,7 +196,7 @@ def test_no_configuration_at_all_gives_a_one_member_cluster() -> None:
         ({"initial-cluster-state": "old"}, "new or existing"),
         ({"auto-compaction-mode": "sometimes"}, "periodic or revision"),
         ({"auto-compaction-retention": "1 fortnight"}, "use e.g. 1h"),
-        ({"initial-cluster": "m1=http://127.0.0.1:2380"}, "tcp:// or ipc://"),
+        ({"initial-cluster": "m1=ws://127.0.0.1:2380"}, "tcp:// or ipc://"),
         ({"initial-cluster": "m1=tcp://127.0.0.1"}, "tcp://host:port"),
         ({"initial-cluster": "m1=tcp://h:1,m1=tcp://h:2"}, "listed twice"),
         ({"initial-cluster": "m1"}, "name=url"),
@@ -252,3 +253,18 @@ def test_retention_parsing(mode: str, text: str, value: float) -> None:
 def test_revision_retention_must_be_a_count() -> None:
     with pytest.raises(ValueError, match="needs a count"):
         parse_retention("revision", "1h")
+
+
+def test_etcd_style_http_and_unix_peer_urls_are_the_same_nng_endpoints() -> None:
+    pairs = parse_initial_cluster("m1=http://10.0.0.1:2380,m2=unix:///run/m2.sock,"
+                                  "m3=tcp://10.0.0.3:2380")
+    assert pairs == [("m1", "tcp://10.0.0.1:2380"), ("m2", "ipc:///run/m2.sock"),
+                     ("m3", "tcp://10.0.0.3:2380")]
+    cfg = resolve_member_config(config_path=None, name="m1", env={}, flags={
+        "initial-cluster": "m1=http://127.0.0.1:2380,m2=http://127.0.0.1:22380"})
+    same = resolve_member_config(config_path=None, name="m1", env={}, flags={
+        "initial-cluster": "m1=tcp://127.0.0.1:2380,m2=tcp://127.0.0.1:22380"})
+    assert cfg.me.member_id == same.me.member_id  # ids come from the nng form
+    with pytest.raises(ValueError, match="no TLS"):
+        resolve_member_config(config_path=None, name="m1", env={}, flags={
+            "initial-cluster": "m1=https://127.0.0.1:2380"})

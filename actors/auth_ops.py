@@ -25,7 +25,7 @@ import trio
 
 from actors.applier import encode_proposal
 from actors.auth import AuthContext, AuthGate, current_auth
-from cluster.auth_token import SECRET_BYTES, issue_token
+from cluster.auth_token import SECRET_BYTES, issue_token, token_ttl_s
 from cluster.auth_types import (
     AUTH_FAILED,
     AUTH_NOT_ENABLED,
@@ -106,8 +106,10 @@ class AuthService:
 
     def __init__(self, *, gate: AuthGate, propose_entry: ProposeEntry,
                  read_barrier: Callable[[], Awaitable[None]],
-                 header: Callable[..., dict[str, int]]) -> None:
+                 header: Callable[..., dict[str, int]],
+                 token_ttl_s: int = token_ttl_s) -> None:
         self._gate = gate
+        self._token_ttl_s = token_ttl_s
         self._propose_entry = propose_entry
         self._read_barrier = read_barrier
         self._header = header
@@ -150,7 +152,8 @@ class AuthService:
                 _check_password, password, user.password_hash):
             raise AuthError(AUTH_FAILED)
         self.authentications += 1
-        token = issue_token(view.secret, name, view.revision, self._gate.clock())
+        token = issue_token(view.secret, name, view.revision, self._gate.clock(),
+                            ttl_s=self._token_ttl_s)
         return {"header": self._header(), "token": token}
 
     async def auth_status(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from actors.events import Propose, RaftInput
 from actors.read_barrier import ReadBarrier
 from actors.wait import WaitRegistry
 from cluster import codec, kv, limits
+from cluster.auth_token import token_ttl_s as token_ttl_default_s
 from cluster.errors import (
     EtcdliteError,
     InternalError,
@@ -53,7 +54,8 @@ class ServerStatistics:
 class ClientServer:
     def __init__(self, *, url: str, member: Any, inbox: trio.MemorySendChannel[RaftInput],
                  waits: WaitRegistry, barrier: ReadBarrier, max_request_bytes: int,
-                 max_txn_ops: int, request_timeout_s: float) -> None:
+                 max_txn_ops: int, request_timeout_s: float,
+                 token_ttl_s: int = token_ttl_default_s) -> None:
         self._url = url
         self._member = member  # cluster.member.Member: status/header/mvcc accessors
         self._inbox = inbox
@@ -70,7 +72,8 @@ class ClientServer:
         self.auth = AuthGate(member.mvcc.path, lease_keys=member.mvcc.lease_keys,
                              barrier=barrier.wait)
         self.auth_service = AuthService(gate=self.auth, propose_entry=self.propose_entry,
-                                        read_barrier=barrier.wait, header=member.header)
+                                        read_barrier=barrier.wait, header=member.header,
+                                        token_ttl_s=token_ttl_s)
         self.auth_service.register(self)
 
     def statistics(self) -> ServerStatistics:

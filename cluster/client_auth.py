@@ -1,13 +1,13 @@
 """Client side of authentication: credentials, the current token, and when to renew it.
 
 A client made with `user`/`password` authenticates lazily, on its first call,
-and then sends the token with every request (`auth_token`, docs/protocol.md).
-A token is valid on every member, for 300 s; when a member answers "invalid
-auth token" (expired, or the password changed) or "user name is empty" (auth
-was enabled after the client started), the client authenticates again and
-retries the call ONCE. If auth is not enabled the client sends no token, as
-clientv3 does. The auth ops themselves (cluster/client_auth_ops.py) are plain
-calls like any other.
+and then sends the token with every request (`auth_token`, docs/protocol.md). A
+token is valid on every member for the cluster's auth-token-ttl (300 s); when a
+member answers "invalid auth token" (expired, or the password changed) or "user
+name is empty" (auth was enabled after the client started), the client
+authenticates again and retries the call ONCE. If auth is not enabled the client
+sends no token, as clientv3 does. The auth ops themselves
+(cluster/client_auth_ops.py) are plain calls like any other.
 """
 
 from __future__ import annotations

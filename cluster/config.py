@@ -63,6 +63,7 @@ _INT_SETTINGS = {
     "max-request-bytes": "max_request_bytes",
     "quota-backend-bytes": "quota_backend_bytes",
     "max-txn-ops": "max_txn_ops",
+    "auth-token-ttl": "auth_token_ttl_s",
 }
 _STR_SETTINGS = {
     "initial-cluster-token": "token",

@@ -59,6 +59,7 @@ class ClusterConfig:
     max_request_bytes: int
     quota_backend_bytes: int
     max_txn_ops: int
+    auth_token_ttl_s: int
     auto_compaction_mode: str
     auto_compaction_retention: str
     members: tuple[MemberSpec, ...]
@@ -140,6 +141,7 @@ class _Settings:
     max_request_bytes: int = request_bytes_max_default
     quota_backend_bytes: int = 2 * 1024**3
     max_txn_ops: int = txn_ops_max_default
+    auth_token_ttl_s: int = 300  # etcd's --auth-token-ttl default
     auto_compaction_mode: str = "periodic"
     auto_compaction_retention: str = "0"
 
@@ -295,7 +297,7 @@ def _validate_cluster(c: ClusterConfig) -> None:
     if c.state not in ("new", "existing"):
         raise ValueError(f"initial-cluster-state {c.state!r}: expected new or existing")
     for name in ("heartbeat_interval_ms", "snapshot_count", "max_request_bytes",
-                 "quota_backend_bytes", "max_txn_ops"):
+                 "quota_backend_bytes", "max_txn_ops", "auth_token_ttl_s"):
         if getattr(c, name) <= 0:
             raise ValueError(f"{name} must be > 0, got {getattr(c, name)}")
     # etcd only demands election-timeout > heartbeat-interval. We demand 5x:

@@ -296,7 +296,8 @@ class Member:
         server = ClientServer(url=self.cfg.me.client_url, member=self,
                               inbox=inbox_send.clone(), waits=waits, barrier=barrier,
                               max_request_bytes=c.max_request_bytes, max_txn_ops=c.max_txn_ops,
-                              request_timeout_s=max(2.0, election_s * 3))
+                              request_timeout_s=max(2.0, election_s * 3),
+                              token_ttl_s=c.auth_token_ttl_s)
         server.add_operation("status", self.status)
         node = self.node
         self.membership = Membership(
@@ -386,6 +387,7 @@ async def _serve(cfg: MemberConfig) -> None:
 @click.option("--max-request-bytes", type=int, default=None)
 @click.option("--quota-backend-bytes", type=int, default=None)
 @click.option("--max-txn-ops", type=int, default=None)
+@click.option("--auth-token-ttl", type=int, default=None, help="s (etcd's default: 300)")
 @click.option("--auto-compaction-mode", default=None)
 @click.option("--auto-compaction-retention", default=None)
 def main(config_path: Path | None, name: str | None, **flags: Any) -> None:

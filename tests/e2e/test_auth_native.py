@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.auth_types import PERMISSION_DENIED, USER_EMPTY
+from cluster import codec
+from cluster.auth_types import INVALID_AUTH_TOKEN, PERMISSION_DENIED, USER_EMPTY
 from cluster.client import Client
 from cluster.errors import AuthError, PermissionDeniedError
 from tests.e2e.harness import wait_until
+from tests.e2e.test_bad_input import raw_request
 
 pytestmark = pytest.mark.e2e
 
@@ -118,3 +120,33 @@ def test_etcdlite_cli_user_role_auth_commands(make_cluster) -> None:
     assert run("--user=alice", "get", "app/x", stdin="apw\n").endswith("app/x\n1\n")
     assert run(root, "auth", "status") == "Authentication Status: true\nAuthRevision: 9\n"
     assert run(root, "auth", "disable") == "Authentication Disabled\n"
+
+
+def test_an_expired_token_is_refused_and_the_client_logs_in_again(make_cluster) -> None:
+    """auth-token-ttl (etcd's --auth-token-ttl) of 1 s: a stale token is refused by
+    every member with "invalid auth token", and the client renews it by itself."""
+    pc = make_cluster(3, auth_token_ttl_s=1)
+    pc.wait_for_leader(15)
+    eps = _endpoints(pc, pc.names)
+    admin = Client(eps, user="root:rootpw", timeout_s=10)
+    try:
+        admin.auth.user_add("root", "rootpw")
+        admin.auth.user_grant_role("root", "root")
+        admin.auth.enable()
+        admin.put("k", "1")
+        stale = admin.credentials.token
+        assert stale is not None
+        # The put above was served with `stale`; now every member must refuse it.
+        for name in pc.names:  # expiry has a 1 s resolution: await it on every member
+            wait_until(lambda n=name: _refused(pc, n, stale), 10, f"{name} to refuse it")
+        assert admin.get("k").kvs[0].value_str == "1"  # logs in again, retries once
+        assert admin.credentials.token not in (None, stale)
+    finally:
+        admin.close()
+
+
+def _refused(pc, name: str, token: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether member `name` answers a read carrying `token` with "invalid auth token"."""
+    reply = raw_request(pc, name, codec.encode_frame(
+        {"op": "range", "key": b"k", "auth_token": token}))
+    return reply.get("error", {}).get("message") == INVALID_AUTH_TOKEN

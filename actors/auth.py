@@ -215,23 +215,31 @@ class AuthGate:
         confirmed after a barrier first, as in `admit`.
 
         Raises:
+            AuthError: auth is on (it may have been switched on since the request was
+                admitted) and the request carries no token ("user name is empty").
+            InvalidAuthTokenError: the token does not verify against the current state.
             PermissionDeniedError: not allowed.
         """
         try:
             self._check_request(ctx, request)
-        except PermissionDeniedError:
+        except (AuthError, InvalidAuthTokenError, PermissionDeniedError):
             if fresh or self._barrier is None:
                 raise
             await self._barrier()
             self._check_request(ctx, request)
 
     def _check_request(self, ctx: AuthContext, request: Any) -> None:
-        if not ctx.enabled or not ctx.user:
-            return
         view = self.view()
-        user = view.users.get(ctx.user)
         if not view.enabled:
             return
+        if not ctx.enabled:
+            # Admitted while auth was off on this member, and it is on now: a read
+            # that waited for its barrier has applied an AuthEnable committed before
+            # it, so the request is judged anew, token and all, as etcd would.
+            ctx = self._resolve(view, current_token.get())
+        if not ctx.user:
+            raise AuthError(USER_EMPTY)
+        user = view.users.get(ctx.user)
         if user is None:
             self._deny()
         assert user is not None

@@ -57,6 +57,7 @@ _TOMBSTONE_MARK = b"t"
 _REVISION_BYTES = 17
 _ALARM_TYPES = {"NOSPACE": rpc_pb2.NOSPACE, "CORRUPT": rpc_pb2.CORRUPT}
 _BATCH = 10_000
+_INT64_MAX = 2**63 - 1
 
 
 def revision_bytes(main: int, sub: int = 0, *, tombstone: bool = False) -> bytes:
@@ -71,7 +72,10 @@ def parse_revision(key: bytes) -> tuple[int, int, bool]:
     tombstone = len(key) == _REVISION_BYTES + 1
     if tombstone and key[-1:] != _TOMBSTONE_MARK:
         raise BoltFormatError(f"bad tombstone mark in revision key {key!r}")
-    return _REVISION.unpack_from(key)[0], _REVISION.unpack_from(key, 9)[0], tombstone
+    main, sub = _REVISION.unpack_from(key)[0], _REVISION.unpack_from(key, 9)[0]
+    if main > _INT64_MAX or sub > _INT64_MAX:  # etcd's revisions are int64
+        raise BoltFormatError(f"revision key {key!r} out of range")
+    return main, sub, tombstone
 
 
 def _etcd_url(url: str) -> str:
@@ -244,9 +248,14 @@ def import_from_bolt(source: Path, state_db: Path) -> ImportResult:
                 compact = parse_revision(raw)[0]
             applied = _REVISION.unpack(meta[b"consistent_index"])[0] \
                 if len(meta.get(b"consistent_index", b"")) == 8 else 0
+            if applied > _INT64_MAX:
+                raise BoltFormatError(f"consistent_index {applied} out of range")
             leases = 0
             for _key, value in bolt.items(b"lease"):
-                lease = lease_pb2.Lease.FromString(value)
+                try:
+                    lease = lease_pb2.Lease.FromString(value)
+                except Exception as exc:  # protobuf's DecodeError
+                    raise BoltFormatError("a lease record is not a leasepb.Lease") from exc
                 conn.execute("INSERT INTO leases (id, granted_ttl, remaining_ttl)"
                              " VALUES (?, ?, ?)", (lease.ID, lease.TTL, lease.RemainingTTL))
                 leases += 1
@@ -256,6 +265,12 @@ def import_from_bolt(source: Path, state_db: Path) -> ImportResult:
                                  (META_APPLIED_INDEX, applied)):
                 conn.execute("UPDATE meta SET value = ? WHERE name = ?", (number, name))
             conn.execute("COMMIT")
+        except (sqlite3.IntegrityError, OverflowError) as exc:
+            # Only the file's content can cause these (a key written twice at one
+            # revision, a user listed twice, a number beyond int64): it is damaged.
+            conn.close()
+            state_db.unlink(missing_ok=True)
+            raise BoltFormatError(f"{source}: records etcd would never write ({exc})") from exc
         except BaseException:
             conn.close()
             state_db.unlink(missing_ok=True)

@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cluster.auth_types import (
     AuthEnableRequest,
@@ -29,7 +31,7 @@ from cluster.kv import (
     TxnRequest,
 )
 from storage.auth import load_view
-from storage.bbolt import BoltFormatError, BoltReader, write_bolt
+from storage.bbolt import PAGE_SIZE, BoltFormatError, BoltReader, write_bolt
 from storage.etcd_backend import (
     export_to_bolt,
     import_from_bolt,
@@ -189,3 +191,63 @@ def test_users_roles_and_auth_state_go_to_etcds_auth_buckets_and_back(
     assert view.users["root"].password_hash == b"$2b$10$roothash"
     assert sorted(view.roles["app"], key=lambda p: p.key) == [
         Permission(PermType.READWRITE, b"app/", b"app0"), Permission(PermType.READ, b"cfg")]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """An etcd-format file with history, a tombstone, a lease and auth records."""
+    tmp = tmp_path_factory.mktemp("exported")
+    s = MvccStore(tmp / "s.db")
+    feed = Feeder(s)
+    feed.one(LeaseGrantRequest(ttl=60, id=7))
+    for i in range(60):
+        feed.one(PutRequest(b"k%d" % i, b"v" * i, lease=7 if i % 5 == 0 else 0))
+    feed.one(DeleteRangeRequest(b"k1"))
+    feed.one(UserAddRequest("root", b"hash"))
+    feed.one(RoleAddRequest("r"))
+    feed.one(RoleGrantPermissionRequest("r", PermType.READ, b"a"))
+    feed.one(UserGrantRoleRequest("root", "r"))
+    s.close()
+    export_to_bolt(tmp / "s.db", tmp / "e.db")
+    return (tmp / "e.db").read_bytes()
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(2, 20), st.integers(0, 700), st.integers(0, 255)),
+                min_size=1, max_size=4))
+def test_importing_a_damaged_etcd_file_fails_only_with_a_format_error(
+        exported: bytes, tmp_path: Path, flips: list[tuple[int, int, int]]) -> None:
+    """`etcdlite snapshot restore` of a corrupt etcd snapshot: a clear error (which
+    restore turns into bad_request), never a traceback, and no half-made state.db."""
+    data = bytearray(exported)
+    for page, offset, value in flips:
+        at = page * PAGE_SIZE + offset
+        if at < len(data):
+            data[at] = value
+    source, dest = tmp_path / "damaged.db", tmp_path / f"out-{len(flips)}-{flips[0]}.db"
+    source.write_bytes(bytes(data))
+    try:
+        import_from_bolt(source, dest)
+    except BoltFormatError:
+        assert not dest.exists()
+    dest.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(("buckets", "message"), [
+    pytest.param([(b"key", [(b"\xff" * 8 + b"_" + bytes(8), b"")])], "out of range",
+                 id="revision-beyond-int64"),
+    pytest.param([(b"key", []), (b"lease", [(bytes(8), b"\xff\xff\xff")])], "leasepb.Lease",
+                 id="garbage-lease-record"),
+    pytest.param([(b"key", []), (b"meta", [(b"consistent_index", b"\xff" * 8)])],
+                 "out of range", id="consistent-index-beyond-int64"),
+    pytest.param([(b"key", [(revision_bytes(2), b"\xff\xff")])], "mvccpb.KeyValue",
+                 id="garbage-key-value"),
+])
+def test_importing_records_etcd_never_writes_is_a_format_error(
+        tmp_path: Path, buckets: list[tuple[bytes, list[tuple[bytes, bytes]]]],
+        message: str) -> None:
+    write_bolt(tmp_path / "odd.db", buckets)
+    with pytest.raises(BoltFormatError, match=message):
+        import_from_bolt(tmp_path / "odd.db", tmp_path / "state.db")
+    assert not (tmp_path / "state.db").exists()

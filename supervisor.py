@@ -12,16 +12,15 @@ unless-stopped`). Ctrl-C or SIGTERM stops every member: SIGTERM, up to 5 s,
 then SIGKILL. If the supervisor itself dies (even by SIGKILL), the kernel
 kills its members: each is started with PR_SET_PDEATHSIG (Linux).
 
-The restart policy lives here and only here (STYLE: supervisors across
-processes, actors inside one). The pure parts (backoff, restart decision,
-config writing, table rendering, change lines) are tested in
-tests/test_supervisor.py.
+The restart policy (cluster/restart_policy.py) is applied here and only here
+(STYLE: supervisors across processes, actors inside one). The pure parts
+(backoff, restart decision, config writing, table rendering, change lines) are
+tested in tests/test_supervisor.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 import signal
 import subprocess
@@ -29,7 +28,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,12 @@ from cluster.config import (  # noqa: E402
     load_cluster_config,
 )
 from cluster.local_cluster import LOCAL_BASE_PORTS, add_member  # noqa: E402
+from cluster.restart_policy import (  # noqa: E402
+    RestartPolicy,
+    decide_restart,
+    describe_exit,
+    exit_line,
+)
 from cluster.supervisor_view import (  # noqa: E402
     MemberRow,
     render_table,
@@ -79,59 +84,6 @@ os.execv(sys.executable, [sys.executable, "-m", "cluster.member", *sys.argv[2:]]
 
 
 # --- pure parts ----------------------------------------------------------------------
-
-class RestartPolicy(enum.Enum):
-    UNLESS_STOPPED = "unless-stopped"
-    NO = "no"
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential restart delay: 0.5 s doubling to 10 s; forgiven after 30 s of uptime."""
-
-    initial_s: float = 0.5
-    max_s: float = 10.0
-    reset_after_s: float = 30.0
-
-    def delay_s(self, failures: int) -> float:
-        """Delay before the restart that follows the `failures`-th quick exit in a row."""
-        assert failures >= 1
-        return min(self.initial_s * 2 ** (failures - 1), self.max_s)
-
-
-@dataclass(frozen=True, slots=True)
-class RestartDecision:
-    restart: bool
-    delay_s: float
-    failures: int  # quick exits in a row, including this one
-
-
-def decide_restart(policy: RestartPolicy, *, stopping: bool, uptime_s: float,
-                   failures: int, backoff: Backoff = Backoff()) -> RestartDecision:
-    """What to do about a member that just exited.
-
-    Like docker's unless-stopped, the exit code does not matter: a member
-    that exits 0 unasked is as absent as one that crashed.
-    """
-    failures = 1 if uptime_s >= backoff.reset_after_s else failures + 1
-    if stopping or policy is RestartPolicy.NO:
-        return RestartDecision(False, 0.0, failures)
-    return RestartDecision(True, backoff.delay_s(failures), failures)
-
-
-def describe_exit(returncode: int) -> str:
-    """Popen's negative return codes mean "killed by signal"."""
-    if returncode < 0:
-        return f"signal {-returncode}"
-    return f"code {returncode}"
-
-
-def exit_line(name: str, returncode: int, decision: RestartDecision) -> str:
-    how = describe_exit(returncode)
-    if decision.restart:
-        return f"{name} exited ({how}); restarting in {decision.delay_s:g}s"
-    return f"{name} exited ({how}); not restarting"
-
 
 def build_config(*, members: int | None, config_path: Path | None,
                  data_dir: Path | None) -> ClusterConfig:

@@ -21,6 +21,13 @@ from cluster.config import (
     load_cluster_config,
     local_cluster_ipc,
 )
+from cluster.restart_policy import (
+    Backoff,
+    RestartDecision,
+    RestartPolicy,
+    decide_restart,
+    exit_line,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -32,13 +39,13 @@ from cluster import supervisor_view as view  # noqa: E402
     ("failures", "delay"), [(1, 0.5), (2, 1.0), (3, 2.0), (5, 8.0), (6, 10.0), (40, 10.0)]
 )
 def test_backoff_doubles_from_half_a_second_to_ten(failures: int, delay: float) -> None:
-    assert sv.Backoff().delay_s(failures) == delay
+    assert Backoff().delay_s(failures) == delay
 
 
 def test_quick_exits_back_off_further_each_time() -> None:
     failures, delays = 0, []
     for _ in range(4):
-        d = sv.decide_restart(sv.RestartPolicy.UNLESS_STOPPED, stopping=False, uptime_s=1.0,
+        d = decide_restart(RestartPolicy.UNLESS_STOPPED, stopping=False, uptime_s=1.0,
                               failures=failures)
         failures = d.failures
         delays.append(d.delay_s)
@@ -46,20 +53,20 @@ def test_quick_exits_back_off_further_each_time() -> None:
 
 
 def test_thirty_seconds_of_uptime_forgives_past_failures() -> None:
-    d = sv.decide_restart(sv.RestartPolicy.UNLESS_STOPPED, stopping=False, uptime_s=30.0,
+    d = decide_restart(RestartPolicy.UNLESS_STOPPED, stopping=False, uptime_s=30.0,
                           failures=7)
     assert (d.restart, d.delay_s, d.failures) == (True, 0.5, 1)
 
 
 def test_unless_stopped_restarts_even_a_clean_exit_but_not_while_stopping() -> None:
-    assert sv.decide_restart(sv.RestartPolicy.UNLESS_STOPPED, stopping=False, uptime_s=100,
+    assert decide_restart(RestartPolicy.UNLESS_STOPPED, stopping=False, uptime_s=100,
                              failures=0).restart
-    assert not sv.decide_restart(sv.RestartPolicy.UNLESS_STOPPED, stopping=True, uptime_s=100,
+    assert not decide_restart(RestartPolicy.UNLESS_STOPPED, stopping=True, uptime_s=100,
                                  failures=0).restart
 
 
 def test_policy_no_never_restarts() -> None:
-    d = sv.decide_restart(sv.RestartPolicy.NO, stopping=False, uptime_s=1, failures=0)
+    d = decide_restart(RestartPolicy.NO, stopping=False, uptime_s=1, failures=0)
     assert not d.restart
 
 
@@ -70,7 +77,7 @@ def test_policy_no_never_restarts() -> None:
      (0, False, "m1 exited (code 0); not restarting")],
 )
 def test_exit_lines(code: int, restart: bool, line: str) -> None:
-    assert sv.exit_line("m1", code, sv.RestartDecision(restart, 0.5, 1)) == line
+    assert exit_line("m1", code, RestartDecision(restart, 0.5, 1)) == line
 
 
 def test_build_config_defaults_to_three_local_members_with_absolute_data_dir(

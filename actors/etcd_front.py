@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
-from typing import final
+from typing import cast, final
 
 log = logging.getLogger("etcdlite.etcd")
 
@@ -41,8 +42,7 @@ class _Pipe(asyncio.Protocol):
         self._pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # asyncio's or uvloop's
 
     def attach(self, peer: asyncio.Transport) -> None:
         self.peer = peer
@@ -83,8 +83,8 @@ class _Sniffer(asyncio.Protocol):
         self._head = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (asyncio's or uvloop's, which does not subclass it).
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None
@@ -140,8 +140,16 @@ class PortMux:
     async def _connect(self, client: _Pipe, transport: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
         try:
-            upstream, up_protocol = await loop.create_unix_connection(
-                _Pipe, path=self._grpc_path)
+            # Connected by hand: uvloop cannot dial an abstract socket by path. A
+            # local unix connect does not block (the listener's backlog takes it).
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self._grpc_path)
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            upstream, up_protocol = await loop.create_unix_connection(_Pipe, sock=sock)
         except OSError as exc:
             log.warning("cannot reach the gRPC server: %s", exc)
             transport.close()

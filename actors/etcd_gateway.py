@@ -118,7 +118,7 @@ class EtcdGateway:
     # --- the asyncio thread -----------------------------------------------------------
 
     def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = _new_event_loop()
         self._loop = loop
         try:
             loop.run_until_complete(self._serve())
@@ -170,3 +170,15 @@ class EtcdGateway:
                 loop.call_soon_threadsafe(stop.set)
         if self._thread is not None:
             self._thread.join(thread_join_s)
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (a dependency on Linux): the gRPC and HTTP front's
+    per-message work (grpcio's callbacks, the port splice) is asyncio loop overhead,
+    and uvloop cut it by ~10% of the whole path (etcd benchmark put 64/8: 2,140-2,350
+    vs 1,950-1,970 req/s, back to back); asyncio's own loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -93,15 +93,11 @@ def _sha256(path: Path) -> str:
 def copy_as_etcd_backend(state_path: Path, dest: Path) -> SnapshotCopy:
     """Like copy_state_db, but the file is etcd's backend (bbolt) image (blocking).
 
-    The live store is first copied (one consistent state, the store's writers
-    never wait on the export), then exported from that copy and the copy removed.
+    The export reads the live state.db inside one read transaction (WAL mode: a
+    consistent applied state while the member keeps applying), so no intermediate
+    SQLite copy is written.
     """
-    scratch = dest.with_suffix(".sqlite-copy")
-    try:
-        copy_state_db(state_path, scratch)
-        result = export_to_bolt(scratch, dest)
-    finally:
-        scratch.unlink(missing_ok=True)
+    result = export_to_bolt(state_path, dest)
     return SnapshotCopy(dest, result.size, _sha256(dest), result.revision)
 
 

@@ -196,10 +196,11 @@ class ExportResult:
 
 
 def export_to_bolt(state_db: Path, dest: Path) -> ExportResult:
-    """Write the etcd-format (bbolt) image of a state.db that nobody is writing.
+    """Write the etcd-format (bbolt) image of a state.db, live or not.
 
     Blocking: run it in a worker thread. The source is opened read-only in one
-    read transaction, so the image is one applied state even if it is a live file.
+    read transaction, so the image is one applied state even while the member
+    keeps applying (WAL mode lets the writer go on).
     """
     conn = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, isolation_level=None)
     try:

@@ -9,6 +9,7 @@ cluster arrive as typed exceptions and are turned into "Error: <code>:
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -123,7 +124,7 @@ def put_cmd(s: Settings, key: str, value: str | None, lease: int, prev_kv: bool,
     elif ignore_value:
         data = b""
     else:
-        data = click.get_binary_stream("stdin").read()
+        data = sys.stdin.buffer.read()
     with s.client() as c:
         result = c.put(arg_bytes(key), data, lease=lease, prev_kv=prev_kv,
                        ignore_value=ignore_value, ignore_lease=ignore_lease)

@@ -39,7 +39,11 @@ class CliError(click.ClickException):
 
     def __init__(self, exc: EtcdliteError) -> None:
         super().__init__(f"{exc.code.value}: {exc.message}")
-        self.exit_code = exit_code_for(exc)
+        self._code = exit_code_for(exc)
+
+    @property  # click declares exit_code a class variable; ours depends on the error
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self._code
 
 
 class ErrorMappingGroup(click.Group):
